@@ -1,0 +1,197 @@
+"""Read-only, zero-copy access to frames in a camera's shared-memory ring.
+
+The reader maps each camera's segment once with PROT_READ, so nothing in this
+process can write through it (a write raises instead of corrupting VAS's
+buffer). A frame is handed to a callback as a read-only numpy view straight
+into the mapping; the callback converts it into the model's input, and only
+then does the reader check the slot's seqlock. If the writer touched the slot
+in the meantime the result is thrown away and the request fails with
+FRAME_EXPIRED: dropped frames are normal, retries are the caller's business.
+
+Mappings are cached per camera and reopened when the segment is replaced
+(unlinked and created again, for example after a resolution change), which a
+per-request ``stat`` of the segment detects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import mmap
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable, Optional, TypeVar
+
+import cv2
+import numpy as np
+import posix_ipc
+
+from .errors import RequestError
+from .schema import ErrorCode, FrameMetadata
+from .shm_layout import (
+    LAST_FRAME_ID_OFFSET,
+    PIXEL_FORMAT_NV12,
+    LayoutError,
+    SegmentHeader,
+    SlotRecord,
+    camera_id_from_reference,
+    read_u64,
+    segment_name,
+)
+
+T = TypeVar("T")
+
+DEFAULT_MAX_CAMERAS = 256
+
+
+@dataclass(frozen=True)
+class FrameView:
+    """One frame as a read-only view into shared memory.
+
+    Valid only inside the callback it was passed to: after that the writer may
+    reuse the slot. Convert or copy what you need before returning.
+    """
+
+    camera_id: str
+    frame_id: int
+    timestamp_ns: int
+    width: int
+    height: int
+    nv12: np.ndarray
+    """Shape (height * 3 / 2, width), uint8, rows ``stride`` bytes apart."""
+
+    @property
+    def y(self) -> np.ndarray:
+        """The luma plane, shape (height, width)."""
+        return self.nv12[: self.height]
+
+    @property
+    def uv(self) -> np.ndarray:
+        """The interleaved chroma plane, shape (height / 2, width)."""
+        return self.nv12[self.height:]
+
+    def to_bgr(self, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """Convert to a BGR image (height, width, 3), the one copy the model needs."""
+        return cv2.cvtColor(self.nv12, cv2.COLOR_YUV2BGR_NV12, dst=out)
+
+    def to_rgb(self, out: Optional[np.ndarray] = None) -> np.ndarray:
+        return cv2.cvtColor(self.nv12, cv2.COLOR_YUV2RGB_NV12, dst=out)
+
+
+class _Mapping:
+    """One camera's segment mapped read-only, with the header it was validated against."""
+
+    def __init__(self, camera_id: str) -> None:
+        shm = posix_ipc.SharedMemory(segment_name(camera_id), read_only=True)
+        try:
+            stat = os.fstat(shm.fd)
+            self.identity = (stat.st_ino, stat.st_size)
+            if stat.st_size == 0:
+                raise LayoutError("the segment is empty")
+            self.buffer = mmap.mmap(shm.fd, stat.st_size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+        finally:
+            shm.close_fd()
+        self.header = SegmentHeader.unpack(self.buffer)
+        self.header.validate(stat.st_size)
+
+
+class FrameReader:
+    """Resolves frame references to frames; safe to share between threads."""
+
+    def __init__(self, shm_dir: str = "/dev/shm", max_cameras: int = DEFAULT_MAX_CAMERAS) -> None:
+        self._shm_dir = shm_dir
+        self._max_cameras = max_cameras
+        self._mappings: "OrderedDict[str, _Mapping]" = OrderedDict()
+        self._lock = threading.Lock()
+
+    def read(self, reference: str, expected: FrameMetadata, consume: Callable[[FrameView], T]) -> T:
+        """Pass frame ``expected.frame_id`` of the referenced camera to ``consume``.
+
+        Returns what ``consume`` returned, once the seqlock proves the slot was
+        not rewritten while it ran. Raises RequestError with FRAME_INVALID,
+        FRAME_NOT_FOUND or FRAME_EXPIRED.
+        """
+        camera_id = camera_id_from_reference(reference)
+        if camera_id is None:
+            raise RequestError(ErrorCode.FRAME_INVALID, f"{reference!r} is not /dev/shm/vas_frames_<camera_id>")
+        mapping = self._mapping(camera_id)
+        header, buffer = mapping.header, mapping.buffer
+        if (header.width, header.height) != (expected.width, expected.height):
+            raise RequestError(
+                ErrorCode.FRAME_INVALID,
+                f"camera {camera_id} exports {header.width}x{header.height}, "
+                f"the request says {expected.width}x{expected.height}",
+            )
+        frame_id = expected.frame_id
+        newest = read_u64(buffer, LAST_FRAME_ID_OFFSET)
+        if frame_id > newest:
+            raise RequestError(ErrorCode.FRAME_NOT_FOUND, f"frame {frame_id} of camera {camera_id} is not written yet (newest {newest})")
+        slot = header.slot_index(frame_id)
+        record_offset = header.record_offset(slot)
+        record = SlotRecord.unpack(buffer, record_offset)
+        if record.seq % 2 == 1 or record.frame_id != frame_id:
+            raise RequestError(ErrorCode.FRAME_EXPIRED, f"frame {frame_id} of camera {camera_id} was overwritten")
+        if (record.width, record.height, record.stride, record.pixel_format) != (
+            header.width, header.height, header.stride, PIXEL_FORMAT_NV12
+        ):
+            raise RequestError(ErrorCode.FRAME_INVALID, f"slot {slot} of camera {camera_id} disagrees with the segment header")
+        nv12 = np.ndarray(
+            shape=(header.height * 3 // 2, header.width),
+            dtype=np.uint8,
+            buffer=buffer,
+            offset=header.pixels_offset(slot),
+            strides=(header.stride, 1),
+        )
+        view = FrameView(camera_id, frame_id, record.timestamp_ns, header.width, header.height, nv12)
+        result = consume(view)
+        if read_u64(buffer, record_offset) != record.seq:
+            raise RequestError(ErrorCode.FRAME_EXPIRED, f"frame {frame_id} of camera {camera_id} was overwritten during the read")
+        return result
+
+    def newest(self, camera_id: str) -> SegmentHeader:
+        """The camera's segment header with its current last_frame_id (0 if none written yet).
+
+        Raises RequestError FRAME_NOT_FOUND or FRAME_INVALID like ``read``.
+        """
+        mapping = self._mapping(camera_id)
+        return dataclasses.replace(mapping.header, last_frame_id=read_u64(mapping.buffer, LAST_FRAME_ID_OFFSET))
+
+    def _mapping(self, camera_id: str) -> _Mapping:
+        try:
+            stat = os.stat(os.path.join(self._shm_dir, segment_name(camera_id)[1:]))
+        except FileNotFoundError:
+            self._forget(camera_id)
+            raise RequestError(ErrorCode.FRAME_NOT_FOUND, f"camera {camera_id} has no frame segment") from None
+        with self._lock:
+            mapping = self._mappings.get(camera_id)
+            if mapping is not None and mapping.identity == (stat.st_ino, stat.st_size):
+                self._mappings.move_to_end(camera_id)
+                return mapping
+            # New camera, or the segment was replaced: map the current one. The old
+            # mapping is unmapped once the last in-flight reader drops its views.
+            try:
+                mapping = _Mapping(camera_id)
+            except posix_ipc.ExistentialError:
+                self._mappings.pop(camera_id, None)
+                raise RequestError(ErrorCode.FRAME_NOT_FOUND, f"camera {camera_id} has no frame segment") from None
+            except posix_ipc.PermissionsError:
+                self._mappings.pop(camera_id, None)
+                raise RequestError(ErrorCode.FRAME_NOT_FOUND, f"camera {camera_id}: no read permission on its segment") from None
+            except LayoutError as exc:
+                self._mappings.pop(camera_id, None)
+                raise RequestError(ErrorCode.FRAME_INVALID, f"camera {camera_id}: {exc}") from None
+            self._mappings[camera_id] = mapping
+            self._mappings.move_to_end(camera_id)
+            while len(self._mappings) > self._max_cameras:
+                self._mappings.popitem(last=False)
+            return mapping
+
+    def _forget(self, camera_id: str) -> None:
+        with self._lock:
+            self._mappings.pop(camera_id, None)
+
+    @property
+    def cached_cameras(self) -> list[str]:
+        with self._lock:
+            return list(self._mappings)

@@ -1,0 +1,41 @@
+"""Packaging for the Ruth AI model runtime and Ruth AI Core.
+
+The version lives in ai_model_container/__init__.py only; everything else
+(this file, build.sh, the base image tag) reads it from there.
+"""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).parent
+VERSION = re.search(r'^__version__ = "([^"]+)"', (ROOT / "ai_model_container" / "__init__.py").read_text(), re.M).group(1)
+
+setup(
+    name="ruth-ai-model-runtime",
+    version=VERSION,
+    description="Ruth AI model runtime: UDS inference server, NV12 shared-memory reader, model lifecycle",
+    long_description=(ROOT / "README.md").read_text() if (ROOT / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["ai_model_container", "ai_model_container.*", "ruth_ai_core", "ruth_ai_core.*"]),
+    package_data={"ai_model_container": ["example_model/*.yaml", "example_model/*.py", "py.typed"]},
+    install_requires=[
+        "numpy>=1.26",
+        "opencv-python-headless>=4.10,<5",
+        "pydantic>=2.6,<3",
+        "pyyaml>=6",
+        "posix-ipc>=1.1",
+        "click>=8.1",
+    ],
+    extras_require={
+        "core": ["prometheus-client>=0.20"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "docker>=7"],
+    },
+    entry_points={
+        "console_scripts": [
+            "ruth-model=ai_model_container.cli:main",
+        ],
+    },
+)
