@@ -188,3 +188,7 @@ def write_frames(cameras: tuple[str, ...], source: str, fps: float, width: Optio
     click.echo(f"writing {width}x{height} NV12 at {fps} fps to {', '.join(cameras)} (Ctrl-C stops)", err=True)
     written = publish(cameras, source, fps, width, height, slots, duration, stop)
     click.echo(json.dumps(written))
+
+
+if __name__ == "__main__":
+    main()
