@@ -33,10 +33,19 @@ DATA_ALIGNMENT = 4096
 MAX_SLOTS = 1024
 MAX_DIMENSION = 16384
 
-HEADER = struct.Struct("<8sIIIIIIIIQQQ")
-SLOT_RECORD = struct.Struct("<QQQIIII24x")
+HEADER_FIELDS = (
+    ("magic", "8s"), ("version", "I"), ("header_size", "I"), ("slot_count", "I"), ("width", "I"),
+    ("height", "I"), ("stride", "I"), ("pixel_format", "I"), ("slot_meta_size", "I"),
+    ("slot_size", "Q"), ("data_offset", "Q"), ("last_frame_id", "Q"),
+)
+SLOT_FIELDS = (
+    ("seq", "Q"), ("frame_id", "Q"), ("timestamp_ns", "Q"), ("width", "I"), ("height", "I"),
+    ("stride", "I"), ("pixel_format", "I"), ("reserved", "24x"),
+)
+HEADER = struct.Struct("<" + "".join(code for _, code in HEADER_FIELDS))
+SLOT_RECORD = struct.Struct("<" + "".join(code for _, code in SLOT_FIELDS))
 U64 = struct.Struct("<Q")
-LAST_FRAME_ID_OFFSET = 56
+LAST_FRAME_ID_OFFSET = struct.calcsize("<" + "".join(code for _, code in HEADER_FIELDS[:-1]))
 """Offset of last_frame_id in the header, updated by the writer after each frame."""
 
 assert HEADER.size == HEADER_SIZE and SLOT_RECORD.size == SLOT_META_SIZE

@@ -1,0 +1,88 @@
+"""CONTRACT.md, the code, the README and the shipped model.yaml files must agree."""
+
+from __future__ import annotations
+
+import re
+import struct
+from pathlib import Path
+
+import pytest
+
+from ai_model_container import contract
+from ai_model_container.model_config import Limits, load_model_config
+from ai_model_container.schema import PROTOCOL_VERSION, ErrorCode
+from ai_model_container.shm_layout import HEADER_FIELDS, MAGIC, SLOT_FIELDS
+from ai_model_container.wire import DEFAULT_MAX_MESSAGE_BYTES
+
+ROOT = Path(__file__).resolve().parents[1]
+CONTRACT_TEXT = (ROOT / "CONTRACT.md").read_text()
+
+
+def table_rows(heading: str) -> list[list[str]]:
+    """The rows of the first table under ``heading`` as lists of stripped cells."""
+    section = CONTRACT_TEXT.split(heading, 1)[1]
+    rows = []
+    for line in section.splitlines()[1:]:
+        if rows and not line.startswith("|"):
+            break
+        if line.startswith("|") and not set(line) <= set("|-: "):
+            rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows[1:]  # drop the header row
+
+
+def field_offsets(fields: tuple[tuple[str, str], ...]) -> dict[str, int]:
+    offsets, position = {}, 0
+    for name, code in fields:
+        offsets[name] = position
+        position += struct.calcsize("<" + code)
+    return offsets
+
+
+def test_generated_schemas_match_the_pydantic_models() -> None:
+    assert contract.updated(CONTRACT_TEXT) == CONTRACT_TEXT, "run: python -m ai_model_container.contract --write"
+
+
+def test_error_code_table_is_exactly_the_enum() -> None:
+    documented = {row[0].strip("`") for row in table_rows("## Error codes")}
+    assert documented == {code.value for code in ErrorCode}
+
+
+def test_versions_match() -> None:
+    assert f"Contract version: **{PROTOCOL_VERSION}**" in CONTRACT_TEXT
+    assert f"`{MAGIC.decode()}`" in CONTRACT_TEXT
+
+
+@pytest.mark.parametrize("heading, fields", [
+    ("### Header, 64 bytes at offset 0", HEADER_FIELDS),
+    ("### Slot table", SLOT_FIELDS),
+])
+def test_layout_tables_match_the_structs(heading: str, fields: tuple[tuple[str, str], ...]) -> None:
+    documented = {row[1]: int(row[0]) for row in table_rows(heading)}
+    assert documented == field_offsets(fields)
+
+
+def test_limit_defaults_match_model_yaml_defaults() -> None:
+    units = {"MiB": 1 << 20, "ms": 1, "": 1}
+    checked = 0
+    for _, default, source in table_rows("## Limits"):
+        match = re.fullmatch(r"`limits\.(\w+)`", source)
+        if not match:
+            continue
+        number, unit = re.fullmatch(r"(\d+)\s*(MiB|ms|)", default).groups()
+        assert int(number) * units[unit] == Limits.model_fields[match.group(1)].default, source
+        checked += 1
+    assert checked == len(Limits.model_fields)
+    assert Limits().max_message_bytes == DEFAULT_MAX_MESSAGE_BYTES
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.glob("models/*/model.yaml")) + [
+    ROOT / "ai_model_container" / "example_model" / "model.yaml"], ids=lambda p: p.parent.name)
+def test_shipped_model_yaml_files_are_valid(path: Path) -> None:
+    load_model_config(path)
+
+
+def test_readme_gives_the_two_commands_and_ci_runs_the_test_one() -> None:
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(r"^```(?:bash|sh)\n(.+?)\n```", readme, re.M | re.S)
+    assert "make demo" in commands[0] and "make test" in commands[1]
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
