@@ -1,0 +1,99 @@
+"""Fixtures of the runtime suite: a steerable model, gates into a running handler, raw segments."""
+
+from __future__ import annotations
+
+import mmap
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterator
+
+import posix_ipc
+import pytest
+
+from conftest import Daemon, launch_daemon, unique_id
+from ai_model_container.shm_layout import segment_name
+
+from .helpers import CONTROLLED_HANDLER, wait_for_file
+
+
+@pytest.fixture
+def controlled_model(make_model: Callable[..., Path]) -> Callable[..., Path]:
+    """Model directories served by the steerable handler in helpers.CONTROLLED_HANDLER."""
+    count = 0
+
+    def make(**fields: object) -> Path:
+        nonlocal count
+        count += 1
+        return make_model(CONTROLLED_HANDLER, name=f"controlled{count}", **fields)
+
+    return make
+
+
+class Gate:
+    """A rendezvous with a handler's preprocess, which runs in the daemon process."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    @property
+    def config(self) -> dict[str, str]:
+        return {"gate": str(self.directory)}
+
+    def wait_entered(self, timeout_s: float = 10.0) -> None:
+        wait_for_file(self.directory / "entered", timeout_s)
+
+    def release(self) -> None:
+        (self.directory / "release").touch()
+
+
+@pytest.fixture
+def make_gate(tmp_path: Path) -> Callable[[], Gate]:
+    def make() -> Gate:
+        return Gate(Path(tempfile.mkdtemp(prefix="gate-", dir=tmp_path)))
+
+    return make
+
+
+@pytest.fixture
+def make_segment() -> Iterator[Callable[[str, bytes], None]]:
+    """Create hand-crafted /dev/shm/vas_frames_<camera> segments holding exact bytes; unlinked at teardown."""
+    names: list[str] = []
+
+    def make(camera_id: str, content: bytes) -> None:
+        name = segment_name(camera_id)
+        shm = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode=0o644, size=len(content))
+        names.append(name)
+        try:
+            if content:
+                with mmap.mmap(shm.fd, len(content)) as buffer:
+                    buffer[:] = content
+        finally:
+            shm.close_fd()
+
+    yield make
+    for name in names:
+        try:
+            posix_ipc.unlink_shared_memory(name)
+        except posix_ipc.ExistentialError:
+            pass
+
+
+@pytest.fixture
+def spawn_daemon(socket_dir: Path) -> Iterator[Callable[..., Daemon]]:
+    """Start daemons that may be expected to fail (no readiness wait, no socket assertion); stopped at teardown."""
+    daemons: list[Daemon] = []
+
+    def spawn(model_dir: Path, **kwargs: object) -> Daemon:
+        kwargs.setdefault("wait_ready", False)
+        daemon = launch_daemon(model_dir, socket_dir, **kwargs)
+        daemons.append(daemon)
+        return daemon
+
+    yield spawn
+    for daemon in daemons:
+        daemon.stop()
+
+
+@pytest.fixture
+def model_id() -> str:
+    return unique_id("model")
