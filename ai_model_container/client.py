@@ -130,6 +130,11 @@ class ModelClient:
         try:
             return response_type.model_validate_json(raw)
         except ValidationError:
-            # A daemon that could not understand the op answers with an InferenceResponse error.
+            pass
+        # A daemon that could not understand the op answers with an InferenceResponse error.
+        try:
             error = InferenceResponse.model_validate_json(raw)
-            raise ClientError(f"{op} failed: {error.error_code}: {error.error}") from None
+        except ValidationError as exc:
+            self.close()
+            raise ClientError(f"malformed {op} response from {self.socket_path}: {exc}") from None
+        raise ClientError(f"{op} failed: {error.error_code}: {error.error}")
