@@ -39,6 +39,7 @@ from .schema import (
     StatsResponse,
     is_identifier,
 )
+from .shm_layout import segment_reference
 from .stats import RequestStats
 from .wire import encode_model
 
@@ -185,6 +186,9 @@ class ModelService:
             info.append(FrameInfo.of(frame))
             return handler.preprocess(frame, request)
 
+        if request.frame_reference != segment_reference(request.camera_id):
+            raise RequestError(ErrorCode.FRAME_INVALID, f"frame_reference {request.frame_reference!r} is not "
+                               f"{segment_reference(request.camera_id)!r}, the ring of camera {request.camera_id!r}")
         inputs = self.reader.read(request.frame_reference, request.frame_metadata, preprocess)
         outputs = handler.infer(inputs)
         detections = _as_detections(handler.postprocess(outputs, info[0], request))

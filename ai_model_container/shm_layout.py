@@ -22,7 +22,11 @@ import struct
 from dataclasses import dataclass
 from typing import Optional
 
-from .schema import FRAME_REFERENCE_PATTERN, SHM_REFERENCE_PREFIX
+
+SHM_DIR = "/dev/shm"
+SHM_REFERENCE_PREFIX = SHM_DIR + "/vas_frames_"
+FRAME_REFERENCE_PATTERN = r"^/dev/shm/vas_frames_[A-Za-z0-9_-]{1,64}$"
+"""The only frame_reference form accepted: the camera's ring under /dev/shm."""
 
 MAGIC = b"VASFRM01"
 LAYOUT_VERSION = 1
