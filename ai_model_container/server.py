@@ -199,8 +199,10 @@ class IPCServer:
                     return
                 except MessageTooLarge as exc:
                     # The body was not read, so the stream cannot be resynchronised: answer, then close.
+                    # begin_request first: the previous request on this connection left it marked answered.
                     self.service.record_framing_error(ErrorCode.MESSAGE_TOO_LARGE)
-                    connection.reply(self.service.error_payload(ErrorCode.MESSAGE_TOO_LARGE, str(exc)), close=True)
+                    if connection.begin_request():
+                        connection.reply(self.service.error_payload(ErrorCode.MESSAGE_TOO_LARGE, str(exc)), close=True)
                     return
                 if not connection.begin_request():
                     return

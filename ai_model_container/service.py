@@ -248,7 +248,7 @@ def _salvage_ids(body: bytes) -> tuple[Optional[str], Optional[int]]:
     """Best effort: echo camera_id and frame_id from a request that failed validation."""
     try:
         raw = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the json module allows
         return None, None
     if not isinstance(raw, dict):
         return None, None

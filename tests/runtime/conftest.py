@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import mmap
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
 import posix_ipc
 import pytest
+import yaml
 
 from conftest import Daemon, launch_daemon, unique_id
 from ai_model_container.shm_layout import segment_name
@@ -16,17 +18,50 @@ from ai_model_container.shm_layout import segment_name
 from .helpers import CONTROLLED_HANDLER, wait_for_file
 
 
+MODEL_FIELDS = {
+    "model_id": "controlled",
+    "model_name": "Controlled test model",
+    "model_version": "0.1.0",
+    "supported_tasks": ["detection"],
+    "output_schema": {"classes": ["thing"]},
+    "entry_point": "controlled_handler:Handler",
+    "resources": {"device": "cpu"},
+}
+
+
+def write_controlled_model(directory: Path, **fields: object) -> Path:
+    """A model directory served by helpers.CONTROLLED_HANDLER; ``fields`` override model.yaml keys."""
+    directory.mkdir(parents=True)
+    (directory / "controlled_handler.py").write_text(CONTROLLED_HANDLER)
+    (directory / "model.yaml").write_text(yaml.safe_dump({**MODEL_FIELDS, **fields}))
+    return directory
+
+
 @pytest.fixture
-def controlled_model(make_model: Callable[..., Path]) -> Callable[..., Path]:
+def controlled_model(tmp_path: Path) -> Callable[..., Path]:
     """Model directories served by the steerable handler in helpers.CONTROLLED_HANDLER."""
     count = 0
 
     def make(**fields: object) -> Path:
         nonlocal count
         count += 1
-        return make_model(CONTROLLED_HANDLER, name=f"controlled{count}", **fields)
+        return write_controlled_model(tmp_path / f"controlled{count}", **fields)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def shared_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """One steerable daemon for a whole module, for tests that only send requests."""
+    model_dir = write_controlled_model(tmp_path_factory.mktemp("shared") / "model")
+    directory = Path(tempfile.mkdtemp(prefix="ruth-", dir="/tmp"))
+    daemon = launch_daemon(model_dir, directory)
+    yield daemon
+    try:
+        assert daemon.stop() == 0, daemon.log
+        assert not daemon.socket.exists()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 class Gate:
