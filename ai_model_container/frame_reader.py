@@ -30,6 +30,7 @@ import posix_ipc
 from .errors import RequestError
 from .schema import ErrorCode, FrameMetadata
 from .shm_layout import (
+    HEADER_SIZE,
     LAST_FRAME_ID_OFFSET,
     PIXEL_FORMAT_NV12,
     LayoutError,
@@ -89,6 +90,8 @@ class _Mapping:
             self.identity = (stat.st_ino, stat.st_size)
             if stat.st_size == 0:
                 raise LayoutError("the segment is empty")
+            if stat.st_size < HEADER_SIZE:
+                raise LayoutError(f"the segment has {stat.st_size} bytes, less than the {HEADER_SIZE}-byte header")
             self.buffer = mmap.mmap(shm.fd, stat.st_size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
         finally:
             shm.close_fd()
