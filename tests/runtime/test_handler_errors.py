@@ -1,0 +1,135 @@
+"""Failures inside or around the handler: INFERENCE_FAILED, TIMEOUT, OVERLOADED, INTERNAL.
+
+Each test checks the daemon goes on serving after the failure.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from ai_model_container.client import inference_request
+from ai_model_container.container import ModelDaemon
+from ai_model_container.schema import ErrorCode
+
+from .helpers import RawConnection, request_dict, write_flat_frame
+
+WIDTH, HEIGHT = 64, 48
+
+
+@pytest.fixture
+def frame(make_writer, camera_id):
+    """(camera_id, frame_id) of one written frame."""
+    return camera_id, write_flat_frame(make_writer(camera_id, WIDTH, HEIGHT))
+
+
+@pytest.mark.parametrize("config, reason", [
+    ({"fail": True}, "ValueError: the handler failed on purpose"),
+    ({"invalid": True}, "invalid detections"),
+], ids=["handler raises", "handler returns invalid detections"])
+def test_handler_failure_is_inference_failed_and_the_next_request_is_served(shared_daemon, frame, config, reason):
+    camera_id, frame_id = frame
+    with shared_daemon.client() as client:
+        response = client.infer(inference_request(shared_daemon.model_id, camera_id, frame_id, WIDTH, HEIGHT, config))
+        assert response.error_code is ErrorCode.INFERENCE_FAILED and reason in response.error
+        assert (response.camera_id, response.frame_id, response.detections) == (camera_id, frame_id, [])
+        again = client.infer(inference_request(shared_daemon.model_id, camera_id, frame_id, WIDTH, HEIGHT))
+        assert again.error_code is None and len(again.detections) == 1
+
+
+def test_request_past_its_deadline_gets_timeout_then_the_connection_closes(start_daemon, controlled_model, frame):
+    camera_id, frame_id = frame
+    daemon = start_daemon(controlled_model(limits={"timeout_ms": 300, "max_concurrent_requests": 2}))
+    with RawConnection(daemon.socket) as connection:
+        started = time.monotonic()
+        connection.send_message(request_dict(daemon.model_id, camera_id, frame_id, WIDTH, HEIGHT, {"sleep_s": 1.2}))
+        response = connection.read_response()
+        elapsed = time.monotonic() - started
+        assert response.error_code is ErrorCode.TIMEOUT and "300 ms" in response.error
+        assert (response.camera_id, response.frame_id) == (camera_id, frame_id)
+        assert 0.28 <= elapsed < 1.0, f"TIMEOUT after {elapsed:.3f}s for a 300 ms deadline"
+        assert connection.is_closed_by_peer()
+    with daemon.client() as client:
+        assert client.health().ready
+        assert client.infer(inference_request(daemon.model_id, camera_id, frame_id, WIDTH, HEIGHT)).error_code is None
+        stats = client.stats()
+    assert stats.errors_by_code == {"TIMEOUT": 1} and stats.succeeded_total == 1
+
+
+def test_request_finding_every_slot_busy_is_overloaded(start_daemon, controlled_model, make_gate, frame):
+    camera_id, frame_id = frame
+    daemon = start_daemon(controlled_model(limits={"max_concurrent_requests": 1, "queue_wait_ms": 50}))
+    gate = make_gate()
+    first = []
+
+    def slow_request() -> None:
+        with daemon.client() as client:
+            first.append(client.infer(inference_request(daemon.model_id, camera_id, frame_id, WIDTH, HEIGHT, gate.config)))
+
+    thread = threading.Thread(target=slow_request)
+    thread.start()
+    try:
+        gate.wait_entered()
+        with daemon.client() as client:
+            started = time.monotonic()
+            second = client.infer(inference_request(daemon.model_id, camera_id, frame_id, WIDTH, HEIGHT))
+            waited = time.monotonic() - started
+            assert client.health().in_flight == 1
+    finally:
+        gate.release()
+        thread.join(10)
+    assert second.error_code is ErrorCode.OVERLOADED and "1 inference slots" in second.error
+    assert 0.045 <= waited < 1.0, f"refused after {waited:.3f}s, queue_wait_ms is 50"
+    assert first[0].error_code is None
+    with daemon.client() as client:
+        assert client.infer(inference_request(daemon.model_id, camera_id, frame_id, WIDTH, HEIGHT)).error_code is None
+
+
+def test_connection_past_max_connections_is_overloaded_and_closed(start_daemon, controlled_model):
+    daemon = start_daemon(controlled_model(limits={"max_connections": 2}))
+    held = [daemon.client(), daemon.client()]
+    for client in held:
+        assert client.health().ready  # both accepted and served: they occupy the two connections
+    with RawConnection(daemon.socket) as refused:
+        response = refused.read_response()
+        assert response.error_code is ErrorCode.OVERLOADED and "too many connections" in response.error
+        assert refused.is_closed_by_peer()
+    assert held[0].health().ready, "the refused connection must not disturb the served ones"
+    held.pop().close()
+    deadline = time.monotonic() + 5
+    while True:  # the daemon frees the slot once it sees the close
+        with RawConnection(daemon.socket) as connection:
+            connection.send_message({"op": "stats"})
+            stats = connection.read_response()
+            if stats.error_code is None:
+                break
+        assert time.monotonic() < deadline, "connection slot never freed"
+        time.sleep(0.02)
+    held[0].close()
+    assert stats.errors_by_code["OVERLOADED"] >= 1
+
+
+def test_a_bug_in_the_runtime_is_answered_internal(controlled_model, socket_dir, model_id):
+    """INTERNAL is reserved for runtime bugs, which no request can trigger on purpose (every known
+    path maps to a specific code), so this injects one: the health op of an in-process daemon raises.
+    The connection gets INTERNAL and keeps working."""
+    daemon = ModelDaemon(controlled_model(), socket_dir=str(socket_dir), model_id=model_id)
+    server = daemon.start()
+    try:
+        def broken_health():
+            raise RuntimeError("injected runtime bug")
+
+        server.service.health = broken_health
+        with RawConnection(server.socket_path) as connection:
+            connection.send_message({"op": "health"})
+            response = connection.read_response()
+            assert response.error_code is ErrorCode.INTERNAL and "injected" not in response.error
+            connection.send_message({"op": "describe"})
+            assert connection.read_response().model_id == model_id
+    finally:
+        server.shutdown(1.0)
+        server.service.close()
+        daemon.handler.close()
+    assert not server.socket_path.exists()
