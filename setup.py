@@ -36,6 +36,7 @@ setup(
     entry_points={
         "console_scripts": [
             "ruth-model=ai_model_container.cli:main",
+            "ruth-ai=ruth_ai_core.cli:main",
         ],
     },
 )
