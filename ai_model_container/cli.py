@@ -105,6 +105,34 @@ def discover(root: Optional[str]) -> None:
         click.echo(f"INVALID {path}: {reason}", err=True)
 
 
+@main.command("serve-all")
+@click.argument("root", metavar="[MODELS_ROOT]", required=False)
+@socket_dir_option
+@click.option("--backoff-max", default=30.0, show_default=True, help="Longest wait in seconds before restarting a dead model.")
+@click.option("--stable-after", default=30.0, show_default=True, help="Seconds up after which a model's backoff resets.")
+@click.option("-v", "--verbose", is_flag=True)
+def serve_all(root: Optional[str], socket_dir: Optional[str], backoff_max: float, stable_after: float, verbose: bool) -> None:
+    """Serve every valid model under MODELS_ROOT, each in its own process, restarting any that dies.
+
+    MODELS_ROOT defaults to $RUTH_MODELS_ROOT or /opt/ruth-ai/models. While a
+    model is down its socket answers health as DEGRADED with the reason.
+    """
+    from .supervisor import DEFAULT_BACKOFF_INITIAL_S, Supervisor
+
+    configure_logging(verbose)
+    directory = models_root(root)
+    result = discover_models(directory)
+    for path, reason in result.invalid:
+        logging.getLogger("ruth-model").error("skipping %s: %s", path, reason)
+    if not result.models:
+        logging.getLogger("ruth-model").error("no valid model under %s", directory)
+        sys.exit(EXIT_CONFIG)
+    supervisor = Supervisor(result.models, socket_dir, DEFAULT_BACKOFF_INITIAL_S, backoff_max, stable_after)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: supervisor.stop())
+    supervisor.run()
+
+
 def _client(model_id: str, socket_dir: Optional[str], timeout: float) -> ModelClient:
     return ModelClient(socket_path(model_id, socket_dir), request_timeout_s=timeout)
 
