@@ -25,6 +25,7 @@ from .device import Device, select_device
 from .handler import InferenceHandler
 from .model_config import MODEL_FILE, ModelConfig, load_model_config, verify_weights
 from .paths import socket_path
+from .schema import is_identifier
 from .server import IPCServer
 from .service import ModelService
 
@@ -68,9 +69,14 @@ class ModelDaemon:
         """Load and warm up the model, then start serving; raises StartupError or the config errors."""
         config = load_model_config(self.model_dir / MODEL_FILE)
         if self.model_id_override:
+            if not is_identifier(self.model_id_override):
+                raise StartupError(f"model id {self.model_id_override!r} is not [A-Za-z0-9_-]{{1,64}}")
             config = ModelConfig.model_validate({**config.model_dump(), "model_id": self.model_id_override})
         verify_weights(config, self.model_dir)
-        device = select_device(config.resources)
+        try:
+            device = select_device(config.resources)
+        except ValueError as exc:  # a bad RUTH_DEVICE is a configuration error, not a crash
+            raise StartupError(f"{config.model_id}: {exc}") from None
         handler = load_handler(config, self.model_dir, device)
         if device.degraded_reason:
             logger.warning("%s starts DEGRADED: %s", config.model_id, device.degraded_reason)
