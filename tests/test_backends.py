@@ -35,7 +35,7 @@ from ai_model_container.device import Device  # noqa: E402
 from ai_model_container.frame_reader import FrameReader  # noqa: E402
 from ai_model_container.schema import FrameMetadata  # noqa: E402
 
-PHOTOS = Path(__file__).resolve().parent / "models" / "photos"
+PHOTOS = Path(__file__).resolve().parent / "real_models" / "photos"
 CPU = Device("cpu", "cpu")
 
 
