@@ -102,11 +102,16 @@ def run(assignments_path: Path, registry_path: Optional[Path], routing_path: Opt
     logger.info("metrics at %s", server.url)
     reconciler = Reconciler(core, assignments_path, registry, routing_path)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    def request_stop(*_: object) -> None:
+        stop.set()
+        reconciler.wake()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGHUP, lambda *_: reconciler.request())
     if duration is not None:
-        timer = threading.Timer(duration, stop.set)
+        timer = threading.Timer(duration, request_stop)
         timer.daemon = True
         timer.start()
     try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -29,6 +30,7 @@ from .routing import RoutingError, load_routing
 logger = logging.getLogger(__name__)
 
 DEFAULT_WATCH_INTERVAL_S = 0.5
+SINK_FLUSH_INTERVAL_S = 0.5
 
 FileSignature = Optional[tuple[int, int, int]]
 
@@ -64,11 +66,17 @@ class Reconciler:
         self.registry = registry
         self.last: Optional[Outcome] = None
         self._requested = threading.Event()
+        self._wake = threading.Event()
         self._seen: tuple[FileSignature, FileSignature, int] = (None, None, -1)
 
     def request(self) -> None:
-        """Ask for a reconciliation at the next check (safe from a signal handler)."""
+        """Ask for a reconciliation now (safe from a signal handler)."""
         self._requested.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Make ``watch`` look at its stop event now."""
+        self._wake.set()
 
     def reconcile(self) -> Outcome:
         self._requested.clear()
@@ -92,10 +100,18 @@ class Reconciler:
         return self._requested.is_set() or self._signature() != self._seen
 
     def watch(self, stop: threading.Event, interval_s: float = DEFAULT_WATCH_INTERVAL_S) -> None:
-        """Reconcile whenever due, until ``stop`` is set; also flushes the event sink each round."""
-        while not stop.wait(interval_s):
-            if self.due():
-                self.reconcile()
+        """Reconcile when asked or when a file changed, until ``stop``; flushes the event sink meanwhile."""
+        last_check = time.monotonic()
+        while not stop.is_set():
+            self._wake.wait(min(interval_s, SINK_FLUSH_INTERVAL_S))
+            self._wake.clear()
+            if stop.is_set():
+                break
+            now = time.monotonic()
+            if self._requested.is_set() or now - last_check >= interval_s:
+                last_check = now
+                if self.due():
+                    self.reconcile()
             self.core.sink.flush()
 
     def _signature(self) -> tuple[FileSignature, FileSignature, int]:
