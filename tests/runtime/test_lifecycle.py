@@ -13,7 +13,7 @@ import pytest
 from ai_model_container.client import ModelUnavailable, inference_request
 from ai_model_container.paths import socket_path
 
-from .helpers import RawConnection, luma_for, write_flat_frame
+from .helpers import RawConnection, luma_for, request_dict, write_flat_frame
 
 WIDTH, HEIGHT = 64, 48
 
@@ -102,3 +102,24 @@ def test_socket_is_owner_and_group_only(start_daemon, controlled_model):
     daemon = start_daemon(controlled_model())
     assert stat.S_IMODE(os.lstat(daemon.socket).st_mode) == 0o660
     assert stat.S_IMODE(os.lstat(lock_file(daemon)).st_mode) & 0o077 == 0
+
+
+def test_request_outliving_the_drain_deadline_is_cut_off(start_daemon, controlled_model, make_writer,
+                                                         make_gate, camera_id):
+    """The daemon is started with --drain-timeout 5: a request still running then loses its connection."""
+    daemon = start_daemon(controlled_model())
+    frame_id = write_flat_frame(make_writer(camera_id, WIDTH, HEIGHT))
+    gate = make_gate()
+    with RawConnection(daemon.socket, timeout_s=15.0) as connection:
+        connection.send_message(request_dict(daemon.model_id, camera_id, frame_id, WIDTH, HEIGHT, gate.config))
+        gate.wait_entered()
+        started = time.monotonic()
+        daemon.process.send_signal(signal.SIGTERM)
+        try:
+            assert connection.is_closed_by_peer(), "no answer is owed once the drain deadline passed"
+            assert 4.5 <= time.monotonic() - started < 10.0
+            assert daemon.process.wait(10) == 0
+        finally:
+            gate.release()
+    assert "drain deadline" in daemon.log
+    assert not daemon.socket.exists() and not lock_file(daemon).exists()
