@@ -33,6 +33,10 @@ DEFAULT_REQUEST_TIMEOUT_S = 5.0
 DEFAULT_HEALTH_INTERVAL_S = 1.0
 
 
+_CLOSES_CONNECTION = (ErrorCode.TIMEOUT, ErrorCode.MESSAGE_TOO_LARGE)
+"""Error responses after which the daemon closes the connection (CONTRACT.md)."""
+
+
 class Health(str, Enum):
     UNKNOWN = "unknown"
     HEALTHY = "healthy"
@@ -142,6 +146,8 @@ class ModelRoute:
             raise
         if response.error_code is ErrorCode.MODEL_NOT_READY:
             self.mark_unhealthy(f"daemon answered MODEL_NOT_READY: {response.error}")
+        elif response.error_code in _CLOSES_CONNECTION:
+            lease.client.close()  # the daemon hangs up after these; do not reuse the connection
         return response
 
     # -- health -----------------------------------------------------------------------

@@ -1,0 +1,443 @@
+"""The end-to-end demo: real footage -> shared memory -> model daemons -> Ruth AI Core -> events.
+
+What it starts, each as a real local process:
+
+1. the reference VAS writer (``ruth-model write-frames``) playing footage into
+   one shared-memory ring per camera: Debian's opencv-doc vtest.avi (real
+   pedestrians) when installed, installed on the spot when running as root,
+   else a synthetic scene (said clearly);
+2. one model daemon per model (``ruth-model serve``): the models under
+   models/ that load here, plus the built-in example model, under two ids when
+   fewer than two models are available (``--model`` picks them instead);
+3. Ruth AI Core (``ruth-ai run``) with assignments where one camera feeds every
+   model and one model serves every camera, and models imported into a fresh
+   registry from the daemons' describe op.
+
+It shows live progress (the core's metrics, as ``ruth-ai status`` prints
+them), stops after ``--duration`` seconds or on Ctrl-C, and leaves in the
+output folder: the events file, a summary table, and annotated snapshots.
+No process, socket or shared-memory segment outlives it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Optional
+
+import click
+import cv2
+import numpy as np
+import yaml
+
+from ai_model_container.client import ClientError, ModelClient
+from ai_model_container.discovery import discover_models
+from ai_model_container.errors import RequestError
+from ai_model_container.frame_reader import FrameReader
+from ai_model_container.paths import socket_path
+from ai_model_container.schema import FrameMetadata
+from ai_model_container.shm_layout import segment_name, segment_reference
+from ruth_ai_core.registry import ModelRegistry
+from ruth_ai_core.status import StatusUnavailable, parse, render, fetch
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_MODEL_DIR = ROOT / "ai_model_container" / "example_model"
+VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+STARTUP_TIMEOUT_S = 60.0
+SNAPSHOTS_PER_PAIR = 4
+SNAPSHOT_SPACING_S = 4.0
+COLOURS = [(0, 200, 255), (80, 255, 80), (255, 120, 60), (200, 80, 255)]
+
+
+def say(message: str) -> None:
+    click.echo(f"[demo] {message}", err=True)
+
+
+# -- footage -------------------------------------------------------------------------------
+
+
+def find_footage(source: str, install: bool) -> str:
+    """The video to play: an explicit path, vtest.avi (installing opencv-doc if allowed), or synthetic."""
+    if source != "auto":
+        return source
+    if VTEST.exists():
+        return str(VTEST)
+    if install and os.geteuid() == 0 and shutil.which("apt-get"):
+        say("real footage not installed: apt-get install -y opencv-doc (for vtest.avi, about 100 MB)")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        result = subprocess.run(["apt-get", "install", "-y", "-q", "opencv-doc"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if result.returncode != 0:
+            subprocess.run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            result = subprocess.run(["apt-get", "install", "-y", "-q", "opencv-doc"], env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if VTEST.exists():
+            return str(VTEST)
+        say(f"installing opencv-doc failed: {result.stderr.strip()[-300:]}")
+    say("NO REAL FOOTAGE: playing the SYNTHETIC scene (moving bright boxes). "
+        f"Install Debian's opencv-doc for {VTEST}, or pass --source VIDEO.")
+    return "synthetic"
+
+
+# -- processes -----------------------------------------------------------------------------
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def tail(self, lines: int = 15) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class Processes:
+    """Children in their own sessions, so a terminal Ctrl-C reaches only the demo, which stops them in order."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.children: list[Child] = []
+
+    def start(self, name: str, command: list[str], env: Optional[dict[str, str]] = None) -> Child:
+        log_path = self.run_dir / f"{name}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                       env={**os.environ, **(env or {})})
+        child = Child(name, process, log_path)
+        self.children.append(child)
+        return child
+
+    def stop(self, child: Child, timeout_s: float = 15.0) -> None:
+        if child.alive():
+            child.process.send_signal(signal.SIGTERM)
+            try:
+                child.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                say(f"{child.name} did not stop in {timeout_s:.0f}s; killing it")
+                child.process.kill()
+                child.process.wait()
+
+    def stop_all(self) -> None:
+        for child in reversed(self.children):
+            self.stop(child)
+
+
+def ruth_model(*args: str) -> list[str]:
+    return [sys.executable, "-m", "ai_model_container.cli", *args]
+
+
+def wait_ready(child: Child, socket: Path, stop: threading.Event) -> bool:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline and not stop.is_set():
+        if not child.alive():
+            return False
+        try:
+            with ModelClient(socket, connect_timeout_s=0.5, request_timeout_s=2.0) as client:
+                if client.health().ready:
+                    return True
+        except ClientError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# -- models and assignments ----------------------------------------------------------------
+
+
+def choose_models(requested: tuple[str, ...]) -> list[tuple[str, Path]]:
+    """(model_id, model_dir) pairs: --model ID or ID=DIR, else models/ plus the example model."""
+    if requested:
+        chosen = []
+        for item in requested:
+            model_id, _, directory = item.partition("=")
+            if directory:
+                chosen.append((model_id, Path(directory)))
+            elif (ROOT / "models" / model_id / "model.yaml").exists():
+                chosen.append((model_id, ROOT / "models" / model_id))
+            else:
+                chosen.append((model_id, EXAMPLE_MODEL_DIR))
+        return chosen
+    found = discover_models(ROOT / "models") if (ROOT / "models").is_dir() else None
+    chosen = [(m.config.model_id, m.directory) for m in (found.models if found else [])]
+    chosen.insert(0, ("example", EXAMPLE_MODEL_DIR))  # first: the model every camera feeds, and the cheapest
+    if len(chosen) < 2:
+        chosen.append(("example_b", EXAMPLE_MODEL_DIR))
+    return chosen
+
+
+def plan_assignments(cameras: list[str], models: list[str], fps: float) -> list[dict]:
+    """The first camera feeds every model; the first model serves every camera; the rest alternate."""
+    pairs: dict[tuple[str, str], float] = {}
+    for model_id in models:
+        pairs[(cameras[0], model_id)] = fps
+    for camera in cameras:
+        pairs[(camera, models[0])] = fps
+    for index, camera in enumerate(cameras[1:], start=1):
+        pairs.setdefault((camera, models[index % len(models)]), max(fps / 2, 0.5))
+    return [{"camera": c, "model": m, "fps": f} for (c, m), f in sorted(pairs.items())]
+
+
+# -- events, snapshots, summary ------------------------------------------------------------
+
+
+class EventTail:
+    """Reads the core's events file as it grows; takes an annotated snapshot now and then."""
+
+    def __init__(self, path: Path, snapshot_dir: Path) -> None:
+        self.path = path
+        self.snapshot_dir = snapshot_dir
+        self.reader = FrameReader()
+        self._handle: Optional[IO[str]] = None
+        self._partial = ""
+        self.events: list[dict] = []
+        self.snapshots: dict[tuple[str, str], list[Path]] = defaultdict(list)
+        self._last_snapshot: dict[tuple[str, str], float] = {}
+
+    def poll(self) -> None:
+        if self._handle is None:
+            if not self.path.exists():
+                return
+            self._handle = self.path.open("r", encoding="utf-8")
+        chunk = self._partial + self._handle.read()
+        lines = chunk.split("\n")
+        self._partial = lines.pop()
+        fresh = [json.loads(line) for line in lines if line.strip()]
+        self.events.extend(fresh)
+        for event in reversed(fresh):
+            self._maybe_snapshot(event)
+
+    def _maybe_snapshot(self, event: dict) -> None:
+        key = (event["camera_id"], event["model_id"])
+        now = time.monotonic()
+        if not event["detections"] or len(self.snapshots[key]) >= SNAPSHOTS_PER_PAIR:
+            return
+        if now - self._last_snapshot.get(key, -SNAPSHOT_SPACING_S) < SNAPSHOT_SPACING_S:
+            return
+        metadata = FrameMetadata(frame_id=event["frame_id"], width=event["width"], height=event["height"])
+        try:
+            image = self.reader.read(segment_reference(event["camera_id"]), metadata, lambda view: view.to_bgr())
+        except RequestError:
+            return  # the writer has moved on past that frame: try with a later event
+        draw_detections(image, event)
+        path = self.snapshot_dir / f"{event['camera_id']}_{event['model_id']}_{event['frame_id']:06d}.jpg"
+        cv2.imwrite(str(path), image)
+        self.snapshots[key].append(path)
+        self._last_snapshot[key] = now
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+
+
+def draw_detections(image: np.ndarray, event: dict) -> None:
+    colour = COLOURS[hash(event["model_id"]) % len(COLOURS)]
+    for detection in event["detections"]:
+        x0, y0, x1, y1 = (int(round(v)) for v in detection["bbox"])
+        cv2.rectangle(image, (x0, y0), (x1, y1), colour, 2)
+        label = f"{detection['class_name']} {detection['confidence']:.2f}"
+        cv2.putText(image, label, (x0, max(y0 - 5, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
+        for keypoint in detection.get("keypoints") or []:
+            cv2.circle(image, (int(keypoint["x"]), int(keypoint["y"])), 2, colour, -1)
+    cv2.putText(image, f"{event['camera_id']} / {event['model_id']} / frame {event['frame_id']}", (8, 20),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def summary_table(events: list[dict], assignments: list[dict], final_metrics: Optional[str],
+                  core_totals: Optional[str]) -> str:
+    skipped: dict[tuple[str, str], dict[str, float]] = {}
+    if final_metrics:
+        snapshot = parse(final_metrics)
+        skipped = {key: row.skipped for key, row in snapshot.pairs.items()}
+    by_pair: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for event in events:
+        by_pair[(event["camera_id"], event["model_id"])].append(event)
+    lines = [f"{'camera':<14} {'model':<16} {'target':>6} {'fps':>6} {'events':>6} {'errors':>6} "
+             f"{'p50 ms':>7} {'p95 ms':>7} {'det/frm':>7}  skipped"]
+    for assignment in assignments:
+        key = (assignment["camera"], assignment["model"])
+        mine = by_pair.get(key, [])
+        ok = [e for e in mine if not e["error_code"]]
+        stamps = sorted(e["frame_timestamp_ns"] for e in mine)
+        fps = (len(stamps) - 1) / ((stamps[-1] - stamps[0]) / 1e9) if len(stamps) > 1 and stamps[-1] > stamps[0] else 0.0
+        latencies = np.array([e["latency_ms"] for e in ok]) if ok else np.array([np.nan])
+        detections = sum(len(e["detections"]) for e in ok) / len(ok) if ok else 0.0
+        skips = ", ".join(f"{r}={int(c)}" for r, c in sorted(skipped.get(key, {}).items()) if c) or "-"
+        lines.append(f"{key[0]:<14} {key[1]:<16} {assignment['fps']:>6.1f} {fps:>6.1f} {len(ok):>6} "
+                     f"{len(mine) - len(ok):>6} {np.nanpercentile(latencies, 50):>7.1f} "
+                     f"{np.nanpercentile(latencies, 95):>7.1f} {detections:>7.2f}  {skips}")
+    if core_totals:
+        lines.append("")
+        lines.append(f"core totals (selected = results + errors + dropped): {core_totals}")
+    return "\n".join(lines)
+
+
+# -- the demo ------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--duration", default=30.0, show_default=True, help="Seconds to run before the summary.")
+@click.option("--cameras", "camera_count", default=3, show_default=True, help="Cameras to simulate.")
+@click.option("--source", default="auto", show_default=True,
+              help="'auto' (vtest.avi if available, else synthetic), 'synthetic', a video file or an image folder.")
+@click.option("--camera-fps", default=10.0, show_default=True, help="Frames per second the writer publishes.")
+@click.option("--fps", "target_fps", default=3.0, show_default=True, help="Target FPS of the main subscriptions.")
+@click.option("--model", "models", multiple=True, metavar="ID[=DIR]",
+              help="Model to run (repeat); ID alone means models/ID or the example model under that id.")
+@click.option("--output", default=str(ROOT / "demo-output"), show_default=True, help="Where results go.")
+@click.option("--install/--no-install", default=True, show_default=True, help="apt-get install opencv-doc if needed (root only).")
+def main(duration: float, camera_count: int, source: str, camera_fps: float, target_fps: float,
+         models: tuple[str, ...], output: str, install: bool) -> None:
+    """Run the whole pipeline on this machine for DURATION seconds and report what happened."""
+    stop = threading.Event()
+    interrupted = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        interrupted.append(signum)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    tag = uuid.uuid4().hex[:6]
+    run_dir = Path(tempfile.mkdtemp(prefix=f"ruth-demo-{tag}-", dir="/tmp"))
+    out_dir = Path(output) / time.strftime("%Y%m%d-%H%M%S")
+    snapshot_dir = out_dir / "snapshots"
+    snapshot_dir.mkdir(parents=True, exist_ok=True)
+    cameras = [f"cam{index + 1}-{tag}" for index in range(camera_count)]
+    say(f"run directory (sockets, registry, logs): {run_dir}")
+    say(f"output: {out_dir}")
+    processes = Processes(run_dir)
+    tail: Optional[EventTail] = None
+    assignments: list[dict] = []
+    final_metrics: Optional[str] = None
+    core_totals: Optional[str] = None
+    try:
+        footage = find_footage(source, install)
+        say(f"footage: {footage} -> {', '.join(cameras)} at {camera_fps:g} fps")
+        processes.start("writer", ruth_model("write-frames", *sum((["--camera", c] for c in cameras), []),
+                                             "--source", footage, "--fps", str(camera_fps), "--slots", "32"))
+        ready_models: list[str] = []
+        daemons = {}
+        for model_id, directory in choose_models(models):
+            daemons[model_id] = processes.start(f"model-{model_id}", ruth_model(
+                "serve", str(directory), "--model-id", model_id, "--socket-dir", str(run_dir)))
+        for model_id, child in daemons.items():
+            if wait_ready(child, socket_path(model_id, str(run_dir)), stop):
+                ready_models.append(model_id)
+                say(f"model {model_id}: READY")
+            elif not stop.is_set():
+                say(f"model {model_id}: did not start; leaving it out. Its log:\n{child.tail()}")
+                processes.stop(child)
+        if stop.is_set():
+            return
+        if not ready_models:
+            raise click.ClickException("no model daemon started; see the logs above")
+        registry_path = run_dir / "registry.sqlite3"
+        with ModelRegistry(registry_path) as registry:
+            for model_id in ready_models:
+                entry = registry.import_from_daemon(socket_path(model_id, str(run_dir)))
+                say(f"registry: {entry.model_id} {entry.current_version} imported from its describe op")
+        assignments = plan_assignments(cameras, ready_models, target_fps)
+        assignments_path = run_dir / "assignments.yaml"
+        assignments_path.write_text(yaml.safe_dump({"assignments": assignments}))
+        port = free_port()
+        metrics_url = f"http://127.0.0.1:{port}/metrics"
+        events_path = out_dir / "events.jsonl"
+        core = processes.start("core", [
+            sys.executable, "-m", "ruth_ai_core.cli", "run", "--assignments", str(assignments_path),
+            "--registry", str(registry_path), "--events", str(events_path), "--socket-dir", str(run_dir),
+            "--metrics-port", str(port)])
+        tail = EventTail(events_path, snapshot_dir)
+        live(core, metrics_url, tail, duration, stop)
+        try:
+            final_metrics = fetch(metrics_url)
+        except StatusUnavailable:
+            final_metrics = None
+        processes.stop(core)
+        core_totals = next((line.split("stopped: ", 1)[1] for line in core.log_path.read_text().splitlines()
+                            if "stopped: " in line), None)
+        tail.poll()
+    finally:
+        processes.stop_all()
+        if tail is not None:
+            tail.close()
+        leftovers = cleanup(run_dir, cameras)
+    if assignments and tail is not None:
+        table = summary_table(tail.events, assignments, final_metrics, core_totals)
+        (out_dir / "summary.txt").write_text(table + "\n")
+        click.echo("\n" + table)
+        shots = sum(len(v) for v in tail.snapshots.values())
+        click.echo(f"\nevents: {out_dir / 'events.jsonl'} ({len(tail.events)} lines)")
+        click.echo(f"snapshots: {snapshot_dir} ({shots} annotated frames)")
+        click.echo(f"summary: {out_dir / 'summary.txt'}")
+    if leftovers:
+        say(f"removed leftovers: {', '.join(leftovers)}")
+    say("clean: no demo process, socket or shared-memory segment left")
+    if interrupted:
+        sys.exit(130)
+
+
+def live(core: Child, metrics_url: str, tail: EventTail, duration: float, stop: threading.Event) -> None:
+    """Redraw the core's status once a second until the time is up, Ctrl-C, or the core dies."""
+    started = time.monotonic()
+    previous = None
+    interactive = sys.stdout.isatty()
+    last_print = 0.0
+    while not stop.wait(1.0):
+        elapsed = time.monotonic() - started
+        if not core.alive():
+            say(f"the core exited early:\n{core.tail()}")
+            return
+        tail.poll()
+        try:
+            current = parse(fetch(metrics_url, timeout_s=1.0))
+        except StatusUnavailable:
+            continue
+        table = render(current, previous)
+        previous = current
+        header = f"live, {elapsed:4.0f}/{duration:.0f} s (Ctrl-C stops early)"
+        if interactive:
+            click.echo("\x1b[H\x1b[J" + header + "\n" + table)
+        elif elapsed - last_print >= 5.0:
+            click.echo(header + "\n" + table + "\n")
+            last_print = elapsed
+        if elapsed >= duration:
+            return
+
+
+def cleanup(run_dir: Path, cameras: list[str]) -> list[str]:
+    """Remove what a crashed child could have left; returns what had to be removed."""
+    leftovers = []
+    for camera in cameras:
+        path = Path("/dev/shm") / segment_name(camera)[1:]
+        if path.exists():
+            path.unlink()
+            leftovers.append(str(path))
+    leftovers += [str(p) for p in run_dir.glob("*.sock")]
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return leftovers
+
+
+if __name__ == "__main__":
+    main()
