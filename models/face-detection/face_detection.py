@@ -1,0 +1,76 @@
+"""Face detection: MTCNN (P-, R-, O-Net) as eager PyTorch modules on the daemon's device.
+
+The frame goes to the device as NV12 and becomes an RGB tensor there
+(backends.frame_to_rgb_tensor); the whole cascade then runs on that device.
+Each face comes back with its box, the O-Net probability as confidence and
+five landmarks as keypoints.
+
+Per-request options: ``min_face_size`` (pixels of the source frame, 12-1000,
+default 20; larger is faster) and ``min_confidence`` (0-1, default 0.7, the
+O-Net threshold).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ai_model_container import Detection, FrameInfo, FrameView, InferenceHandler, InferenceRequest, Keypoint
+from ai_model_container.backends import frame_to_rgb_tensor, load_state_dict
+from ai_model_container.request_options import float_option
+from mtcnn_cascade import CascadeSettings, Faces, detect_faces
+from mtcnn_nets import ONet, PNet, RNet
+
+DEFAULTS = CascadeSettings()
+LANDMARKS = 5
+
+
+@dataclass(frozen=True)
+class Prepared:
+    image: torch.Tensor
+    settings: CascadeSettings
+
+
+class FaceDetectionHandler(InferenceHandler):
+    def load(self) -> None:
+        weights = {Path(weight.path).stem: self.model_dir / weight.path for weight in self.config.weights}
+        if set(weights) != {"pnet", "rnet", "onet"}:
+            raise ValueError("model.yaml must list weights/pnet.pt, weights/rnet.pt and weights/onet.pt")
+        if len(self.config.output_schema.keypoints or []) != LANDMARKS:
+            raise ValueError("model.yaml must name the 5 MTCNN landmarks under output_schema.keypoints")
+        self.nets = (load_state_dict(PNet(), weights["pnet"], self.device),
+                     load_state_dict(RNet(), weights["rnet"], self.device),
+                     load_state_dict(ONet(), weights["onet"], self.device))
+
+    def preprocess(self, frame: FrameView, request: InferenceRequest) -> Prepared:
+        settings = CascadeSettings(
+            min_face_size=float_option(request, "min_face_size", DEFAULTS.min_face_size, 12.0, 1000.0),
+            thresholds=(*DEFAULTS.thresholds[:2],
+                        float_option(request, "min_confidence", DEFAULTS.thresholds[2], 0.0, 1.0)),
+        )
+        return Prepared(frame_to_rgb_tensor(frame, self.device), settings)
+
+    def infer(self, inputs: Prepared) -> Faces:
+        with torch.inference_mode():
+            faces = detect_faces(inputs.image, self.nets, inputs.settings)
+        return Faces(faces.boxes.cpu(), faces.scores.cpu(), faces.landmarks.cpu())
+
+    def postprocess(self, outputs: Any, frame: FrameInfo, request: InferenceRequest) -> list[Detection]:
+        names = self.config.output_schema.keypoints or []
+        detections = []
+        for box, score, landmarks in zip(outputs.boxes.tolist(), outputs.scores.tolist(), outputs.landmarks.tolist()):
+            x_min, y_min = max(box[0], 0.0), max(box[1], 0.0)
+            x_max, y_max = min(box[2], float(frame.width)), min(box[3], float(frame.height))
+            if x_max - x_min < 1 or y_max - y_min < 1:
+                continue
+            confidence = min(max(score, 0.0), 1.0)
+            detections.append(Detection(
+                class_id=0, class_name=self.class_name(0), confidence=round(confidence, 4),
+                bbox=(x_min, y_min, x_max, y_max),
+                keypoints=[Keypoint(x=x, y=y, score=round(confidence, 4), name=name)
+                           for (x, y), name in zip(landmarks, names)],
+            ))
+        return detections
