@@ -47,7 +47,7 @@ def test_stalled_clients_do_not_hold_up_others(shared_daemon, make_writer, camer
                 started = time.monotonic()
                 response = client.infer(inference_request(shared_daemon.model_id, camera_id, frame_id, WIDTH, HEIGHT))
                 assert response.error_code is None
-                assert time.monotonic() - started < 0.5
+                assert time.monotonic() - started < 2.0, "a stalled client held up the others"
         for index, connection in enumerate(stalled):  # the rest arrives late but within the body timeout
             connection.send(body[index % 3:])
             assert connection.read_response().ready

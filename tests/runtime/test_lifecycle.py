@@ -107,7 +107,7 @@ def test_socket_is_owner_and_group_only(start_daemon, controlled_model):
 def test_request_outliving_the_drain_deadline_is_cut_off(start_daemon, controlled_model, make_writer,
                                                          make_gate, camera_id):
     """The daemon is started with --drain-timeout 5: a request still running then loses its connection."""
-    daemon = start_daemon(controlled_model())
+    daemon = start_daemon(controlled_model(limits={"timeout_ms": 60000}))  # no TIMEOUT answer before the cut
     frame_id = write_flat_frame(make_writer(camera_id, WIDTH, HEIGHT))
     gate = make_gate()
     with RawConnection(daemon.socket, timeout_s=15.0) as connection:
