@@ -8,6 +8,13 @@ for live analytics a fresher frame beats an older one. The agent never waits
 for a model; dispatching is non-blocking, so a slow model costs skipped frames,
 never a stalled camera, and the VAS writer is never touched.
 
+Between frames the agent sleeps until the earliest capture time any of its
+gates will take next (less the time the current frame took to reach it), then
+polls every ``poll_interval_s``: a camera at 25 fps feeding a 2 fps
+subscription is looked at a few times per selected frame, not 200 times a
+second. The gates still decide from timestamps, so a late wake-up costs
+latency, never rate.
+
 A segment that disappears puts the agent in the ``waiting`` state (it keeps
 polling, more slowly); one that comes back or is replaced (frame ids go
 backwards, or a new geometry) resets the FPS gates. Nothing is restarted.
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -31,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_POLL_INTERVAL_S = 0.005
 MISSING_POLL_INTERVAL_S = 0.1
+MAX_DELIVERY_LAG_S = 0.1
+"""Bound on how much earlier than due the agent wakes, should the writer's clock not be this host's."""
 
 
 @dataclass(frozen=True)
@@ -120,10 +130,20 @@ class StreamAgent:
                 continue  # overwritten or replaced since the header read: the next poll sees the newer frame
             self.frames_seen += 1
             frame = SelectedFrame(self.camera_id, newest, timestamp_ns, header.width, header.height)
-            for subscription in self.subscriptions:
+            subscriptions = self.subscriptions
+            for subscription in subscriptions:
                 if subscription.gate.offer(timestamp_ns):
                     self._dispatch(subscription, frame)
-            self._stop.wait(self._poll_interval_s)
+            self._stop.wait(self._idle_after(timestamp_ns, subscriptions))
+
+    def _idle_after(self, timestamp_ns: int, subscriptions: list[Subscription]) -> float:
+        """Seconds until a gate could take a frame, minus the frame's delivery lag; at least one poll interval."""
+        dues = [s.gate.earliest_due_ns for s in subscriptions]
+        if not dues or any(due is None for due in dues):
+            return self._poll_interval_s
+        lag_s = min(max((time.time_ns() - timestamp_ns) / 1e9, 0.0), MAX_DELIVERY_LAG_S)
+        until_due_s = (min(d for d in dues if d is not None) - timestamp_ns) / 1e9 - lag_s
+        return max(self._poll_interval_s, until_due_s)
 
 
 def _timestamp_of(view: object) -> int:

@@ -95,7 +95,7 @@ class Core:
         self._all.append(subscription)
         agent = self._agents.get(assignment.camera)
         if agent is None:
-            agent = StreamAgent(assignment.camera, self.reader, self._dispatch, self.poll_interval_s)
+            agent = StreamAgent(assignment.camera, self.reader, self.dispatch, self.poll_interval_s)
             self._agents[assignment.camera] = agent
             agent.put(subscription)
             agent.start()
@@ -114,7 +114,7 @@ class Core:
 
     # -- the data path ------------------------------------------------------------------
 
-    def _dispatch(self, subscription: Subscription, frame: SelectedFrame) -> None:
+    def dispatch(self, subscription: Subscription, frame: SelectedFrame) -> None:
         """Called by the camera's agent for a frame the gate selected; never blocks."""
         subscription.select()
         route = self.router.get(subscription.model_id)
