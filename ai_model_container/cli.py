@@ -29,6 +29,7 @@ from .frame_reader import FrameReader
 from .frame_writer import probe_size, publish
 from .model_config import ModelConfigError, WeightsError, load_model_config, verify_weights
 from .paths import SOCKET_DIR_ENV, models_root, socket_path
+from .scaffold import ScaffoldError, render_model
 from .server import SocketInUseError
 
 EXIT_CONFIG = 2
@@ -216,6 +217,22 @@ def write_frames(cameras: tuple[str, ...], source: str, fps: float, width: Optio
     click.echo(f"writing {width}x{height} NV12 at {fps} fps to {', '.join(cameras)} (Ctrl-C stops)", err=True)
     written = publish(cameras, source, fps, width, height, slots, duration, stop)
     click.echo(json.dumps(written))
+
+
+@main.command()
+@click.argument("model_id")
+@click.option("--dest", type=click.Path(file_okay=False, path_type=Path), default=Path("models"), show_default=True,
+              help="Directory the new model directory is created in.")
+@click.option("--template", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Template to copy (default: $RUTH_MODEL_TEMPLATE, else models/_template of this checkout).")
+def new(model_id: str, dest: Path, template: Optional[Path]) -> None:
+    """Create DEST/MODEL_ID from the model template: a runnable, tested model to edit; exits 2 if it cannot."""
+    try:
+        target = render_model(model_id, dest, template)
+    except ScaffoldError as exc:
+        click.echo(f"cannot create {model_id}: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    click.echo(f"created {target}: edit handler.py, model.yaml and weights/, then follow {target / 'README.md'}")
 
 
 if __name__ == "__main__":
