@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    StrictInt,
     Tag,
     TypeAdapter,
     field_validator,
@@ -78,7 +79,7 @@ class _Message(BaseModel):
 
 
 class _Request(_Message):
-    protocol_version: int = Field(
+    protocol_version: StrictInt = Field(
         default=PROTOCOL_VERSION,
         description="Contract version the client speaks; only 1 is accepted.",
     )

@@ -254,15 +254,24 @@ def _claim(socket_path: Path) -> int:
     except FileNotFoundError:
         return fd
     if not stat.S_ISSOCK(mode):
-        os.close(fd)
+        _abandon(fd, socket_path)
         raise SocketInUseError(f"{socket_path} exists and is not a socket; refusing to replace it")
     if _answers(socket_path):
         # A live server that does not use the lock (an older runtime): leave it alone.
-        os.close(fd)
+        _abandon(fd, socket_path)
         raise SocketInUseError(f"{socket_path} is served by another live daemon")
     logger.info("removing stale socket %s left by a dead daemon", socket_path)
     os.unlink(socket_path)
     return fd
+
+
+def _abandon(fd: int, socket_path: Path) -> None:
+    """Give up a lock we hold without serving: remove the lock file we created, then release it."""
+    try:
+        os.unlink(_lock_path(socket_path))
+    except FileNotFoundError:
+        pass
+    os.close(fd)
 
 
 def _answers(socket_path: Path) -> bool:
