@@ -4,16 +4,18 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat setup.py ai_model_container/__init__.py | cksum | cut -d' ' -f1)
+# The models' own pinned packages (torch, onnxruntime, LiteRT, ...) so their tests run; one file per model.
+MODEL_REQUIREMENTS := $(sort $(wildcard models/*/requirements.txt models/*/requirements-dev.txt))
+STAMP := $(VENV)/.installed-$(shell cat setup.py ai_model_container/__init__.py $(MODEL_REQUIREMENTS) | cksum | cut -d' ' -f1)
 
 .PHONY: demo test bench install clean
 
 install: $(STAMP)
 
-$(STAMP): setup.py ai_model_container/__init__.py
+$(STAMP): setup.py ai_model_container/__init__.py $(MODEL_REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[core,test]'
+	$(BIN)/python -m pip install --quiet -e '.[core,test]' $(addprefix -r ,$(MODEL_REQUIREMENTS))
 	rm -f $(VENV)/.installed-*
 	touch $@
 
