@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as functional
 
@@ -47,27 +48,31 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float,
     """Indices of the boxes kept by greedy non-maximum suppression, best score first.
 
     ``union`` is IoU; ``min`` divides the intersection by the smaller box,
-    which O-Net's stage uses to drop a box nested inside a larger one.
+    which O-Net's stage uses to drop a box nested inside a larger one. The
+    overlaps are computed at once on the boxes' device (the stages see at most
+    a few thousand boxes); only the greedy pass over them runs in Python.
     """
     if boxes.numel() == 0:
         return torch.empty(0, dtype=torch.long, device=boxes.device)
-    x1, y1, x2, y2 = boxes.unbind(dim=1)
+    order = scores.argsort(descending=True)
+    x1, y1, x2, y2 = boxes[order].unbind(dim=1)
     extra = 1.0 if overlap == "min" else 0.0  # the reference's Min variant counts pixels inclusively
     areas = (x2 - x1 + extra) * (y2 - y1 + extra)
-    order = scores.argsort(descending=True)
+    width = (torch.minimum(x2[:, None], x2[None]) - torch.maximum(x1[:, None], x1[None]) + extra).clamp(min=0)
+    height = (torch.minimum(y2[:, None], y2[None]) - torch.maximum(y1[:, None], y1[None]) + extra).clamp(min=0)
+    intersection = width * height
+    if overlap == "min":
+        ratio = intersection / torch.minimum(areas[:, None], areas[None])
+    else:
+        ratio = intersection / (areas[:, None] + areas[None] - intersection)
+    suppresses = (ratio > threshold).cpu().numpy()
+    removed = np.zeros(len(order), dtype=bool)
     keep = []
-    while order.numel() > 0:
-        best, rest = order[0], order[1:]
-        keep.append(best)
-        width = (torch.minimum(x2[best], x2[rest]) - torch.maximum(x1[best], x1[rest]) + extra).clamp(min=0)
-        height = (torch.minimum(y2[best], y2[rest]) - torch.maximum(y1[best], y1[rest]) + extra).clamp(min=0)
-        intersection = width * height
-        if overlap == "min":
-            ratio = intersection / torch.minimum(areas[best], areas[rest])
-        else:
-            ratio = intersection / (areas[best] + areas[rest] - intersection)
-        order = rest[ratio <= threshold]
-    return torch.stack(keep)
+    for index in range(len(order)):
+        if not removed[index]:
+            keep.append(index)
+            removed |= suppresses[index]
+    return order[torch.as_tensor(keep, device=order.device)]
 
 
 def _resample(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -75,7 +80,8 @@ def _resample(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 
 def _normalise(image: torch.Tensor) -> torch.Tensor:
-    return (image - 127.5) * 0.0078125
+    """Scale to -1..1 as the nets were trained, channels-last (about twice as fast for these convs on a CPU)."""
+    return ((image - 127.5) * 0.0078125).contiguous(memory_format=torch.channels_last)
 
 
 def _square(boxes: torch.Tensor) -> torch.Tensor:
@@ -102,7 +108,7 @@ def _crops(image: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
         # At least one pixel each, so crops stay aligned with boxes; a box off the image scores low.
         x1, y1 = min(max(x1, 1), width), min(max(y1, 1), height)
         x2, y2 = min(max(x2, x1), width), min(max(y2, y1), height)
-        crops.append(_resample(image[:, :, y1 - 1:y2, x1 - 1:x2], size, size))
+        crops.append(_resample(image[:, :, y1 - 1:y2, x1 - 1:x2].contiguous(), size, size))
     return torch.cat(crops) if crops else image.new_zeros((0, 3, size, size))
 
 
