@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# Builds the Ruth AI runtime base image and the model images, online or air-gapped.
+# The usage text below is the reference; runtime-base-image/README.md explains the why.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+BASE_CONTEXT=$ROOT/runtime-base-image
+RUNTIME_REPO=ruth-ai/model-runtime
+DEFAULT_BASE_IMAGE=python:3.11-slim
+LOCAL_BASE_IMAGE=local/debian-python:bookworm
+WHEELHOUSE=.wheelhouse
+# Wheels built from the same sources are byte-identical, so Docker's layer cache survives a rebuild.
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-315532800}
+
+PYTHON=${PYTHON:-python3}
+DOCKER=${DOCKER:-docker}
+DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+
+usage() {
+    cat <<EOF
+Usage: build.sh [OPTIONS] [COMMAND [ARGS]]
+
+Commands:
+  base                 (default) build $RUNTIME_REPO:<version> and :latest; <version> is
+                       __version__ in ai_model_container/__init__.py, the only place it is written
+  model DIR...         build each model directory (models/<id>/) as ruth-ai/<model_id>:<model_version>
+                       and :latest, FROM $RUNTIME_REPO:<version> (build argument RUNTIME_VERSION)
+  all                  base, then every models/*/ that has a Dockerfile
+  wheelhouse base|DIR  only fill the wheelhouse of the base context or of a model directory
+  local-base           make $LOCAL_BASE_IMAGE with debootstrap and docker import (root);
+                       does nothing if the image exists
+  version              print the runtime version
+
+Options:
+  --wheelhouse         install every Python package from <context>/$WHEELHOUSE/, which this script
+                       fills with the host's pip (pip wheel); the build runs with --network none
+                       and build argument OFFLINE=1 (pip --no-index). Without it only the runtime's
+                       own wheel goes into the wheelhouse and everything else comes from the index.
+  --base-image IMAGE   build argument BASE_IMAGE of the base image (default $DEFAULT_BASE_IMAGE)
+  --air-gapped         --wheelhouse --base-image $LOCAL_BASE_IMAGE
+  --no-cache           build without Docker's layer cache
+  -h, --help           this text
+
+Two modes, one Dockerfile:
+  production   ./build.sh all
+               python:3.11-slim from the registry, packages from the package index.
+  air-gapped   ./build.sh local-base && ./build.sh --air-gapped all
+               a local Debian base, packages only from wheelhouses filled on this host
+               (its pip configuration, proxy and certificates stay on the host, never in an image).
+
+Model directory convention (models/_template/ follows it):
+  Dockerfile                  two stages, see runtime-base-image/README.md; the install stage runs
+                              "ruth-install-model /build" and the final stage copies /opt/ruth-ai
+  model.yaml, handler, weights   weights are checked against model.yaml's sha256 at build time too
+  requirements.txt            the model's packages (optional); runtime packages are already there
+  requirements-no-deps.txt    packages installed with --no-deps (optional)
+  $WHEELHOUSE/                   filled by this script with --wheelhouse; never committed
+
+Environment:
+  PYTHON         host interpreter whose pip fills wheelhouses (default python3); its version
+                 must match the image's Python (3.11) because wheels are version-specific
+  DOCKER         docker client (default docker)
+  DEBIAN_MIRROR  mirror for local-base (default $DEBIAN_MIRROR)
+EOF
+}
+
+die() { echo "build.sh: $*" >&2; exit 2; }
+
+SCRATCH=()
+trap 'rm -rf "${SCRATCH[@]}"' EXIT
+# Sets SCRATCH_DIR to a new temporary directory that is removed when the script exits.
+new_scratch_dir() {
+    SCRATCH_DIR=$(mktemp -d)
+    SCRATCH+=("$SCRATCH_DIR")
+}
+
+runtime_version() {
+    sed -n 's/^__version__ = "\([^"]*\)"$/\1/p' "$ROOT/ai_model_container/__init__.py"
+}
+
+# A top-level scalar of a model.yaml (model_id, model_version), quotes and comments stripped.
+yaml_field() {
+    sed -n "s/^$2:[[:space:]]*[\"']\{0,1\}\([^\"' #]*\).*/\1/p" "$1/model.yaml" | head -n 1
+}
+
+pip_wheel() {
+    "$PYTHON" -m pip wheel --quiet --disable-pip-version-check "$@"
+}
+
+# The runtime's wheel, built from a clean copy of the working tree (tracked and
+# untracked-but-not-ignored files) so stale build/ directories never leak into it.
+fill_base_wheelhouse() {
+    local house=$BASE_CONTEXT/$WHEELHOUSE source
+    rm -rf "$house" && mkdir -p "$house"
+    new_scratch_dir
+    source=$SCRATCH_DIR
+    git -C "$ROOT" ls-files -z --cached --others --exclude-standard -- ':!models' ':!tests' \
+        | tar -C "$ROOT" --null --files-from - --ignore-failed-read -cf - 2>/dev/null | tar -C "$source" -xf -
+    pip_wheel --no-deps --wheel-dir "$house" "$source"
+    if [[ $OFFLINE == 1 ]]; then
+        pip_wheel --wheel-dir "$house" "$house"/ruth_ai_model_runtime-*.whl
+    fi
+    echo "wheelhouse $house: $(ls "$house" | wc -l) wheels" >&2
+}
+
+fill_model_wheelhouse() {
+    local dir=$1 house=$1/$WHEELHOUSE
+    rm -rf "$house"
+    [[ $OFFLINE == 1 ]] || return 0
+    mkdir -p "$house"
+    if [[ -f $dir/requirements.txt ]]; then
+        pip_wheel --wheel-dir "$house" --requirement "$dir/requirements.txt"
+    fi
+    if [[ -f $dir/requirements-no-deps.txt ]]; then
+        pip_wheel --no-deps --wheel-dir "$house" --requirement "$dir/requirements-no-deps.txt"
+    fi
+    echo "wheelhouse $house: $(ls "$house" | wc -l) wheels" >&2
+}
+
+docker_build() {
+    local context=$1; shift
+    local args=(build --file "$context/Dockerfile" --build-arg "OFFLINE=$OFFLINE")
+    [[ $OFFLINE == 1 ]] && args+=(--network none)
+    [[ $NO_CACHE == 1 ]] && args+=(--no-cache)
+    "$DOCKER" "${args[@]}" "$@" "$context"
+}
+
+build_base() {
+    local version
+    version=$(runtime_version)
+    fill_base_wheelhouse
+    docker_build "$BASE_CONTEXT" --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "RUNTIME_VERSION=$version" \
+        --tag "$RUNTIME_REPO:$version" --tag "$RUNTIME_REPO:latest"
+}
+
+build_model() {
+    local dir=${1%/} id version
+    [[ -f $dir/Dockerfile && -f $dir/model.yaml ]] || die "$dir: not a model directory (needs Dockerfile and model.yaml)"
+    id=$(yaml_field "$dir" model_id)
+    version=$(yaml_field "$dir" model_version)
+    [[ -n $id && -n $version ]] || die "$dir/model.yaml: model_id or model_version missing"
+    fill_model_wheelhouse "$dir"
+    docker_build "$dir" --build-arg "RUNTIME_VERSION=$(runtime_version)" \
+        --tag "ruth-ai/$id:$version" --tag "ruth-ai/$id:latest"
+}
+
+build_local_base() {
+    if "$DOCKER" image inspect "$LOCAL_BASE_IMAGE" >/dev/null 2>&1; then
+        echo "$LOCAL_BASE_IMAGE exists" >&2
+        return 0
+    fi
+    [[ $(id -u) == 0 ]] || die "local-base needs root (debootstrap)"
+    command -v debootstrap >/dev/null || die "local-base needs debootstrap (apt-get install debootstrap)"
+    local rootfs
+    new_scratch_dir
+    rootfs=$SCRATCH_DIR
+    debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$rootfs" "$DEBIAN_MIRROR" >&2
+    # What a runtime image never reads: package caches, manuals, translations (licences stay).
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \
+        "$rootfs"/usr/share/man "$rootfs"/usr/share/info "$rootfs"/usr/share/locale/*
+    find "$rootfs/usr/share/doc" -type f ! -name copyright -delete
+    chmod 0755 "$rootfs"  # mktemp made it 0700, and tar records it as the image's /
+    tar -C "$rootfs" -c . | "$DOCKER" import \
+        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'ENV LANG=C.UTF-8' --change 'CMD ["/bin/bash"]' - "$LOCAL_BASE_IMAGE"
+}
+
+OFFLINE=0
+NO_CACHE=0
+BASE_IMAGE=$DEFAULT_BASE_IMAGE
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --wheelhouse) OFFLINE=1 ;;
+        --base-image) [[ $# -ge 2 ]] || die "--base-image needs an image"; BASE_IMAGE=$2; shift ;;
+        --air-gapped) OFFLINE=1; BASE_IMAGE=$LOCAL_BASE_IMAGE ;;
+        --no-cache) NO_CACHE=1 ;;
+        -h|--help) usage; exit 0 ;;
+        -*) die "unknown option $1 (see --help)" ;;
+        *) break ;;
+    esac
+    shift
+done
+
+command=${1:-base}
+[[ $# -gt 0 ]] && shift
+case $command in
+    base) build_base ;;
+    model)
+        [[ $# -gt 0 ]] || die "model needs at least one directory"
+        for dir in "$@"; do build_model "$dir"; done ;;
+    all)
+        build_base
+        for dockerfile in "$ROOT"/models/*/Dockerfile; do
+            [[ -f $dockerfile ]] && build_model "$(dirname "$dockerfile")"
+        done ;;
+    wheelhouse)
+        [[ $# -eq 1 ]] || die "wheelhouse needs 'base' or a model directory"
+        if [[ $1 == base ]]; then fill_base_wheelhouse; else fill_model_wheelhouse "${1%/}"; fi ;;
+    local-base) build_local_base ;;
+    version) runtime_version ;;
+    *) die "unknown command $command (see --help)" ;;
+esac
