@@ -85,7 +85,8 @@ class Letterbox:
         return float(x_min), float(y_min), float(x_max), float(y_max)
 
 
-def letterbox_image(image: np.ndarray, input_width: int, input_height: int, fill: int = 0) -> tuple[np.ndarray, Letterbox]:
+def letterbox_image(image: np.ndarray, input_width: int, input_height: int,
+                    fill: int = 0) -> tuple[np.ndarray, Letterbox]:
     """Resize an (H, W, C) uint8 image into an input canvas with OpenCV, keeping the aspect ratio."""
     height, width = image.shape[:2]
     geometry = Letterbox.fit(width, height, input_width, input_height)

@@ -1,4 +1,7 @@
-"""``ruth-model new`` renders models/_template into a model that passes its own smoke test, so the template cannot rot."""
+"""``ruth-model new`` renders models/_template into a model that passes its own smoke test.
+
+So the template cannot rot: CI renders it and runs what a new engineer would get.
+"""
 
 from __future__ import annotations
 
