@@ -5,7 +5,8 @@ UTF-8 JSON (one object). Connections are persistent: a client writes request
 after request and reads exactly one response for each, in order.
 
 Reading is built for the common case of a whole request arriving in one
-segment: one ``recv_into`` per message, no per-message timeout syscalls. Only
+segment: one ``recv`` and one copy per message, no per-message timeout
+syscalls. Only
 when a message arrives in pieces does the reader arm ``body_timeout_s`` for
 the rest, so a peer that sends half a message and stalls cannot hold a worker
 forever.
@@ -88,6 +89,18 @@ class MessageStream:
         the prefix exceeds the limit, and lets socket timeouts set by the caller
         propagate as ``TimeoutError`` while waiting for a new message.
         """
+        if not self._buffer:
+            # The common case: exactly one whole message is waiting. One recv, one copy.
+            chunk = self.sock.recv(_RECV_CHUNK)
+            if not chunk:
+                raise ConnectionClosed("peer closed the connection")
+            if len(chunk) > LENGTH_PREFIX.size:
+                (length,) = LENGTH_PREFIX.unpack_from(chunk)
+                if length == len(chunk) - LENGTH_PREFIX.size and length <= self.max_message_bytes:
+                    return chunk[LENGTH_PREFIX.size:]
+            self._buffer += chunk
+            if len(self._buffer) < LENGTH_PREFIX.size:
+                self._fill_rest(LENGTH_PREFIX.size)
         if len(self._buffer) < LENGTH_PREFIX.size and not self._fill(LENGTH_PREFIX.size, first=True):
             raise ConnectionClosed("peer closed the connection")
         (length,) = LENGTH_PREFIX.unpack_from(self._buffer)
