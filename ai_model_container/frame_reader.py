@@ -97,13 +97,21 @@ class _Mapping:
             shm.close_fd()
         self.header = SegmentHeader.unpack(self.buffer)
         self.header.validate(stat.st_size)
+        header = self.header
+        # One read-only view per slot, made once: building an ndarray on the mapping
+        # costs more than the rest of a frame lookup.
+        self.slot_views = [
+            np.ndarray(shape=(header.height * 3 // 2, header.width), dtype=np.uint8, buffer=self.buffer,
+                       offset=header.pixels_offset(slot), strides=(header.stride, 1))
+            for slot in range(header.slot_count)
+        ]
 
 
 class FrameReader:
     """Resolves frame references to frames; safe to share between threads."""
 
     def __init__(self, shm_dir: str = "/dev/shm", max_cameras: int = DEFAULT_MAX_CAMERAS) -> None:
-        self._shm_dir = shm_dir
+        self._shm_dir = shm_dir.rstrip("/")
         self._max_cameras = max_cameras
         self._mappings: "OrderedDict[str, _Mapping]" = OrderedDict()
         self._lock = threading.Lock()
@@ -139,14 +147,7 @@ class FrameReader:
             header.width, header.height, header.stride, PIXEL_FORMAT_NV12
         ):
             raise RequestError(ErrorCode.FRAME_INVALID, f"slot {slot} of camera {camera_id} disagrees with the segment header")
-        nv12 = np.ndarray(
-            shape=(header.height * 3 // 2, header.width),
-            dtype=np.uint8,
-            buffer=buffer,
-            offset=header.pixels_offset(slot),
-            strides=(header.stride, 1),
-        )
-        view = FrameView(camera_id, frame_id, record.timestamp_ns, header.width, header.height, nv12)
+        view = FrameView(camera_id, frame_id, record.timestamp_ns, header.width, header.height, mapping.slot_views[slot])
         result = consume(view)
         if read_u64(buffer, record_offset) != record.seq:
             raise RequestError(ErrorCode.FRAME_EXPIRED, f"frame {frame_id} of camera {camera_id} was overwritten during the read")
@@ -162,7 +163,7 @@ class FrameReader:
 
     def _mapping(self, camera_id: str) -> _Mapping:
         try:
-            stat = os.stat(os.path.join(self._shm_dir, segment_name(camera_id)[1:]))
+            stat = os.stat(self._shm_dir + segment_name(camera_id))
         except FileNotFoundError:
             self._forget(camera_id)
             raise RequestError(ErrorCode.FRAME_NOT_FOUND, f"camera {camera_id} has no frame segment") from None
