@@ -119,7 +119,7 @@ fill_model_wheelhouse() {
 
 docker_build() {
     local context=$1; shift
-    local args=(build --file "$context/Dockerfile" --build-arg "OFFLINE=$OFFLINE")
+    local args=(build --force-rm --file "$context/Dockerfile" --build-arg "OFFLINE=$OFFLINE")
     [[ $OFFLINE == 1 ]] && args+=(--network none)
     [[ $NO_CACHE == 1 ]] && args+=(--no-cache)
     "$DOCKER" "${args[@]}" "$@" "$context"
