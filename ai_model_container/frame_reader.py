@@ -9,8 +9,11 @@ in the meantime the result is thrown away and the request fails with
 FRAME_EXPIRED: dropped frames are normal, retries are the caller's business.
 
 Mappings are cached per camera and reopened when the segment is replaced
-(unlinked and created again, for example after a resolution change), which a
-per-request ``stat`` of the segment detects.
+(unlinked and created again, for example after a resolution change) or
+removed. A mapping is trusted for ``revalidate_s`` (50 ms) before its segment
+is ``stat``-ed again, and at once whenever a request fails against it, so a
+replacement is noticed on the first request it matters to, and the hot path
+makes no system call (each one hands the GIL to another thread under load).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import dataclasses
 import mmap
 import os
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Optional, TypeVar
@@ -33,6 +37,7 @@ from .shm_layout import (
     HEADER_SIZE,
     LAST_FRAME_ID_OFFSET,
     PIXEL_FORMAT_NV12,
+    SHM_DIR,
     LayoutError,
     SegmentHeader,
     SlotRecord,
@@ -44,6 +49,8 @@ from .shm_layout import (
 T = TypeVar("T")
 
 DEFAULT_MAX_CAMERAS = 256
+DEFAULT_REVALIDATE_S = 0.05
+"""How long a mapping is used without checking that its segment is still the one in /dev/shm."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,7 @@ class _Mapping:
             shm.close_fd()
         self.header = SegmentHeader.unpack(self.buffer)
         self.header.validate(stat.st_size)
+        self.checked_at = time.monotonic()
         header = self.header
         # One read-only view per slot, made once: building an ndarray on the mapping
         # costs more than the rest of a frame lookup.
@@ -110,9 +118,11 @@ class _Mapping:
 class FrameReader:
     """Resolves frame references to frames; safe to share between threads."""
 
-    def __init__(self, shm_dir: str = "/dev/shm", max_cameras: int = DEFAULT_MAX_CAMERAS) -> None:
+    def __init__(self, shm_dir: str = SHM_DIR, max_cameras: int = DEFAULT_MAX_CAMERAS,
+                 revalidate_s: float = DEFAULT_REVALIDATE_S) -> None:
         self._shm_dir = shm_dir.rstrip("/")
         self._max_cameras = max_cameras
+        self._revalidate_s = revalidate_s
         self._mappings: "OrderedDict[str, _Mapping]" = OrderedDict()
         self._lock = threading.Lock()
 
@@ -126,7 +136,24 @@ class FrameReader:
         camera_id = camera_id_from_reference(reference)
         if camera_id is None:
             raise RequestError(ErrorCode.FRAME_INVALID, f"{reference!r} is not /dev/shm/vas_frames_<camera_id>")
-        mapping = self._mapping(camera_id)
+        return self.read_camera(camera_id, expected, consume)
+
+    def read_camera(self, camera_id: str, expected: FrameMetadata, consume: Callable[[FrameView], T]) -> T:
+        """``read`` for a camera id already known to be valid (the schema checked it)."""
+        mapping, fresh = self._mapping(camera_id)
+        try:
+            return self._read_frame(mapping, camera_id, expected, consume)
+        except RequestError:
+            if fresh:
+                raise
+            # Failed against a mapping trusted without a stat: was the segment replaced?
+            current, _ = self._mapping(camera_id, revalidate=True)
+            if current is mapping:
+                raise
+        return self._read_frame(current, camera_id, expected, consume)
+
+    @staticmethod
+    def _read_frame(mapping: "_Mapping", camera_id: str, expected: FrameMetadata, consume: Callable[[FrameView], T]) -> T:
         header, buffer = mapping.header, mapping.buffer
         if (header.width, header.height) != (expected.width, expected.height):
             raise RequestError(
@@ -158,10 +185,15 @@ class FrameReader:
 
         Raises RequestError FRAME_NOT_FOUND or FRAME_INVALID like ``read``.
         """
-        mapping = self._mapping(camera_id)
+        mapping, _ = self._mapping(camera_id)
         return dataclasses.replace(mapping.header, last_frame_id=read_u64(mapping.buffer, LAST_FRAME_ID_OFFSET))
 
-    def _mapping(self, camera_id: str) -> _Mapping:
+    def _mapping(self, camera_id: str, revalidate: bool = False) -> tuple[_Mapping, bool]:
+        """The camera's mapping, and whether its segment was checked by this call."""
+        mapping = self._mappings.get(camera_id)
+        now = time.monotonic()
+        if mapping is not None and not revalidate and now - mapping.checked_at < self._revalidate_s:
+            return mapping, False
         try:
             stat = os.stat(self._shm_dir + segment_name(camera_id))
         except FileNotFoundError:
@@ -170,8 +202,9 @@ class FrameReader:
         with self._lock:
             mapping = self._mappings.get(camera_id)
             if mapping is not None and mapping.identity == (stat.st_ino, stat.st_size):
+                mapping.checked_at = now
                 self._mappings.move_to_end(camera_id)
-                return mapping
+                return mapping, True
             # New camera, or the segment was replaced: map the current one. The old
             # mapping is unmapped once the last in-flight reader drops its views.
             try:
@@ -189,7 +222,7 @@ class FrameReader:
             self._mappings.move_to_end(camera_id)
             while len(self._mappings) > self._max_cameras:
                 self._mappings.popitem(last=False)
-            return mapping
+            return mapping, True
 
     def _forget(self, camera_id: str) -> None:
         with self._lock:

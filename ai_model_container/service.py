@@ -237,10 +237,11 @@ class ModelService:
         if request.frame_reference != segment_reference(request.camera_id):
             raise RequestError(ErrorCode.FRAME_INVALID, f"frame_reference {request.frame_reference!r} is not "
                                f"{segment_reference(request.camera_id)!r}, the ring of camera {request.camera_id!r}")
-        inputs = self.reader.read(request.frame_reference, request.frame_metadata, preprocess)
+        inputs = self.reader.read_camera(request.camera_id, request.frame_metadata, preprocess)
         outputs = handler.infer(inputs)
         detections = _as_detections(handler.postprocess(outputs, info[0], request))
-        return encode_model(InferenceResponse(
+        # Every field is valid by construction (detections were validated above): skip re-validation.
+        return encode_model(InferenceResponse.model_construct(
             model_id=self.config.model_id, camera_id=request.camera_id, frame_id=request.frame_metadata.frame_id,
             detections=detections,
             metadata={

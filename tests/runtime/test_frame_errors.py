@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 
 import pytest
 
 from ai_model_container.client import inference_request
+from ai_model_container.frame_reader import DEFAULT_REVALIDATE_S
 from ai_model_container.schema import ErrorCode
 from ai_model_container.shm_layout import SegmentHeader, SlotRecord
 
@@ -44,7 +46,19 @@ def test_segment_removed_after_use_is_not_found(shared_daemon, make_writer, came
     frame_id = write_flat_frame(writer)
     assert infer(shared_daemon, camera_id, frame_id).error_code is None
     writer.close()
+    time.sleep(DEFAULT_REVALIDATE_S * 2)  # a mapping is trusted this long without a stat (CONTRACT.md)
     assert infer(shared_daemon, camera_id, frame_id).error_code is ErrorCode.FRAME_NOT_FOUND
+
+
+def test_segment_replaced_is_noticed_by_the_first_request_that_fails_on_the_old_one(shared_daemon, make_writer,
+                                                                                   camera_id):
+    writer = make_writer(camera_id, WIDTH, HEIGHT)
+    for _ in range(5):
+        write_flat_frame(writer)
+    assert infer(shared_daemon, camera_id, 5).error_code is None
+    replacement = make_writer(camera_id, WIDTH, HEIGHT)  # VAS restarted the camera: frame ids start again
+    frame_id = write_flat_frame(replacement)
+    assert infer(shared_daemon, camera_id, frame_id).error_code is None
 
 
 # -- FRAME_EXPIRED --------------------------------------------------------------------------
