@@ -240,8 +240,7 @@ class ModelService:
         inputs = self.reader.read_camera(request.camera_id, request.frame_metadata, preprocess)
         outputs = handler.infer(inputs)
         detections = _as_detections(handler.postprocess(outputs, info[0], request))
-        # Every field is valid by construction (detections were validated above): skip re-validation.
-        return encode_model(InferenceResponse.model_construct(
+        return encode_model(InferenceResponse(
             model_id=self.config.model_id, camera_id=request.camera_id, frame_id=request.frame_metadata.frame_id,
             detections=detections,
             metadata={
