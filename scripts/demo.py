@@ -7,8 +7,10 @@ What it starts, each as a real local process:
    pedestrians) when installed, installed on the spot when running as root,
    else a synthetic scene (said clearly);
 2. one model daemon per model (``ruth-model serve``): the models under
-   models/ that load here, plus the built-in example model, under two ids when
-   fewer than two models are available (``--model`` picks them instead);
+   models/ that load here (fall-detection first: it feeds every camera; not the
+   _template skeleton), plus the built-in example model, under two ids when
+   fewer than two models are available (``--model`` picks them instead); with
+   ``--docker``, the models' images as containers instead (demo_docker.py);
 3. Ruth AI Core (``ruth-ai run``) with assignments where one camera feeds every
    model and one model serves every camera, and models imported into a fresh
    registry from the daemons' describe op.
@@ -35,7 +37,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Optional
+from typing import IO, Optional, Protocol, TypeVar
 
 import click
 import cv2
@@ -52,13 +54,19 @@ from ai_model_container.shm_layout import segment_name, segment_reference
 from ruth_ai_core.registry import ModelRegistry
 from ruth_ai_core.status import StatusUnavailable, parse, render, fetch
 
+import demo_docker  # scripts/, next to this file
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_MODEL_DIR = ROOT / "ai_model_container" / "example_model"
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 STARTUP_TIMEOUT_S = 60.0
 SNAPSHOTS_PER_PAIR = 4
 SNAPSHOT_SPACING_S = 4.0
+EVERY_CAMERA_MODEL = "fall-detection"
 COLOURS = [(0, 200, 255), (80, 255, 80), (255, 120, 60), (200, 80, 255)]
+
+
+S = TypeVar("S", bound="Stoppable")
 
 
 def say(message: str) -> None:
@@ -106,43 +114,57 @@ class Child:
     def tail(self, lines: int = 15) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
+    def stop(self, timeout_s: float = 15.0) -> None:
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                say(f"{self.name} did not stop in {timeout_s:.0f}s; killing it")
+                self.process.kill()
+                self.process.wait()
+
+
+class Stoppable(Protocol):
+    name: str
+
+    def alive(self) -> bool: ...
+
+    def tail(self, lines: int = 15) -> str: ...
+
+    def stop(self) -> None: ...
+
 
 class Processes:
-    """Children in their own sessions, so a terminal Ctrl-C reaches only the demo, which stops them in order."""
+    """Children in their own sessions (and model containers), so a terminal Ctrl-C reaches only the demo,
+    which stops them in reverse order of start."""
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
-        self.children: list[Child] = []
+        self.children: list[Stoppable] = []
 
     def start(self, name: str, command: list[str], env: Optional[dict[str, str]] = None) -> Child:
         log_path = self.run_dir / f"{name}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                        env={**os.environ, **(env or {})})
-        child = Child(name, process, log_path)
+        return self.adopt(Child(name, process, log_path))
+
+    def adopt(self, child: S) -> S:
+        """Stop ``child`` with the others at the end (a model container, say)."""
         self.children.append(child)
         return child
 
-    def stop(self, child: Child, timeout_s: float = 15.0) -> None:
-        if child.alive():
-            child.process.send_signal(signal.SIGTERM)
-            try:
-                child.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                say(f"{child.name} did not stop in {timeout_s:.0f}s; killing it")
-                child.process.kill()
-                child.process.wait()
-
     def stop_all(self) -> None:
         for child in reversed(self.children):
-            self.stop(child)
+            child.stop()
 
 
 def ruth_model(*args: str) -> list[str]:
     return [sys.executable, "-m", "ai_model_container.cli", *args]
 
 
-def wait_ready(child: Child, socket: Path, stop: threading.Event) -> bool:
+def wait_ready(child: Stoppable, socket: Path, stop: threading.Event) -> bool:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline and not stop.is_set():
         if not child.alive():
@@ -166,8 +188,12 @@ def free_port() -> int:
 # -- models and assignments ----------------------------------------------------------------
 
 
-def choose_models(requested: tuple[str, ...]) -> list[tuple[str, Path]]:
-    """(model_id, model_dir) pairs: --model ID or ID=DIR, else models/ plus the example model."""
+def choose_models(requested: tuple[str, ...], images: bool = False) -> list[tuple[str, Path]]:
+    """(model_id, model_dir) pairs: --model ID or ID=DIR, else models/ plus the example model.
+
+    With ``images`` (--docker) only models with a directory under models/, which is what build.sh
+    builds images from; the example model has no image.
+    """
     if requested:
         chosen = []
         for item in requested:
@@ -176,12 +202,20 @@ def choose_models(requested: tuple[str, ...]) -> list[tuple[str, Path]]:
                 chosen.append((model_id, Path(directory)))
             elif (ROOT / "models" / model_id / "model.yaml").exists():
                 chosen.append((model_id, ROOT / "models" / model_id))
+            elif images and model_id == "template":
+                chosen.append((model_id, ROOT / "models" / "_template"))
             else:
                 chosen.append((model_id, EXAMPLE_MODEL_DIR))
         return chosen
     found = discover_models(ROOT / "models") if (ROOT / "models").is_dir() else None
-    chosen = [(m.config.model_id, m.directory) for m in (found.models if found else [])]
-    chosen.insert(0, ("example", EXAMPLE_MODEL_DIR))  # first: the model every camera feeds, and the cheapest
+    real = [(m.config.model_id, m.directory) for m in (found.models if found else [])
+            if not m.directory.name.startswith("_")]  # models/_template is the skeleton for new models
+    # First: the model every camera feeds. The people model when there is one (it is what real
+    # footage shows off, at ~70 ms a frame); the example model (bright regions) runs alongside.
+    real.sort(key=lambda pair: pair[0] != EVERY_CAMERA_MODEL)
+    if images:
+        return real
+    chosen = real + [("example", EXAMPLE_MODEL_DIR)]
     if len(chosen) < 2:
         chosen.append(("example_b", EXAMPLE_MODEL_DIR))
     return chosen
@@ -302,13 +336,18 @@ def summary_table(events: list[dict], assignments: list[dict], final_metrics: Op
 @click.option("--source", default="auto", show_default=True,
               help="'auto' (vtest.avi if available, else synthetic), 'synthetic', a video file or an image folder.")
 @click.option("--camera-fps", default=10.0, show_default=True, help="Frames per second the writer publishes.")
-@click.option("--fps", "target_fps", default=3.0, show_default=True, help="Target FPS of the main subscriptions.")
+@click.option("--fps", "target_fps", default=2.0, show_default=True,
+              help="Target FPS of the main subscriptions (the others get half). 2 keeps the CPU models of a "
+                   "2-core machine (face-detection: ~300 ms a frame) mostly answering rather than skipping.")
 @click.option("--model", "models", multiple=True, metavar="ID[=DIR]",
               help="Model to run (repeat); ID alone means models/ID or the example model under that id.")
 @click.option("--output", default=str(ROOT / "demo-output"), show_default=True, help="Where results go.")
 @click.option("--install/--no-install", default=True, show_default=True, help="apt-get install opencv-doc if needed (root only).")
+@click.option("--docker", "use_docker", is_flag=True,
+              help="Run the models as the images build.sh builds (ruth-ai/<model_id>:TAG) instead of local processes.")
+@click.option("--image-tag", default="latest", show_default=True, help="Tag of the model images, with --docker.")
 def main(duration: float, camera_count: int, source: str, camera_fps: float, target_fps: float,
-         models: tuple[str, ...], output: str, install: bool) -> None:
+         models: tuple[str, ...], output: str, install: bool, use_docker: bool, image_tag: str) -> None:
     """Run the whole pipeline on this machine for DURATION seconds and report what happened."""
     stop = threading.Event()
     interrupted = []
@@ -320,6 +359,14 @@ def main(duration: float, camera_count: int, source: str, camera_fps: float, tar
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     tag = uuid.uuid4().hex[:6]
+    chosen = choose_models(models, use_docker)
+    engine = None
+    if use_docker:
+        try:
+            engine = demo_docker.connect()
+            demo_docker.check_images(engine, chosen, image_tag)
+        except demo_docker.DockerUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
     run_dir = Path(tempfile.mkdtemp(prefix=f"ruth-demo-{tag}-", dir="/tmp"))
     out_dir = Path(output) / time.strftime("%Y%m%d-%H%M%S")
     snapshot_dir = out_dir / "snapshots"
@@ -339,7 +386,15 @@ def main(duration: float, camera_count: int, source: str, camera_fps: float, tar
                                              "--source", footage, "--fps", str(camera_fps), "--slots", "32"))
         ready_models: list[str] = []
         daemons = {}
-        for model_id, directory in choose_models(models):
+        if engine is not None:
+            gid = demo_docker.share_socket_dir(run_dir)
+        for model_id, directory in chosen:
+            if engine is not None:
+                name = f"ruth-demo-{tag}-{model_id}"
+                say(f"model {model_id}: container {name} from {demo_docker.image_name(model_id, image_tag)}")
+                daemons[model_id] = processes.adopt(
+                    demo_docker.run_model(engine, model_id, image_tag, run_dir, gid, name))
+                continue
             daemons[model_id] = processes.start(f"model-{model_id}", ruth_model(
                 "serve", str(directory), "--model-id", model_id, "--socket-dir", str(run_dir)))
         for model_id, child in daemons.items():
@@ -348,7 +403,7 @@ def main(duration: float, camera_count: int, source: str, camera_fps: float, tar
                 say(f"model {model_id}: READY")
             elif not stop.is_set():
                 say(f"model {model_id}: did not start; leaving it out. Its log:\n{child.tail()}")
-                processes.stop(child)
+                child.stop()
         if stop.is_set():
             return
         if not ready_models:
@@ -374,7 +429,7 @@ def main(duration: float, camera_count: int, source: str, camera_fps: float, tar
             final_metrics = fetch(metrics_url)
         except StatusUnavailable:
             final_metrics = None
-        processes.stop(core)
+        core.stop()
         core_totals = next((line.split("stopped: ", 1)[1] for line in core.log_path.read_text().splitlines()
                             if "stopped: " in line), None)
         tail.poll()
