@@ -12,10 +12,10 @@ import hashlib
 from pathlib import Path
 from typing import Literal, Optional
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .schema import IDENTIFIER_PATTERN
+from .yaml_files import parse_yaml_model
 
 SEMVER_PATTERN = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
 ENTRY_POINT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"
@@ -97,22 +97,7 @@ class WeightsError(RuntimeError):
 
 def load_model_config(path: Path) -> ModelConfig:
     """Read and validate a model.yaml; raise ModelConfigError with field-level detail."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ModelConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ModelConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ModelConfigError(f"{path}: the top level must be a mapping of fields")
-    try:
-        return ModelConfig.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or '<root>'}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise ModelConfigError(f"{path}: {problems}") from None
+    return parse_yaml_model(path, ModelConfig, ModelConfigError)
 
 
 def sha256_of(path: Path) -> str:

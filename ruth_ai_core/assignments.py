@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ai_model_container.schema import Identifier
 
-from .yaml_config import parse_yaml_model
+from ai_model_container.yaml_files import parse_yaml_model
 
 SubscriptionKey = tuple[str, str]
 """(camera_id, model_id)"""

@@ -24,7 +24,7 @@ from ai_model_container.paths import socket_dir as default_socket_dir
 from ai_model_container.paths import socket_path
 from ai_model_container.schema import Identifier
 
-from .yaml_config import parse_yaml_model
+from ai_model_container.yaml_files import parse_yaml_model
 
 
 class RoutingError(ValueError):

@@ -1,4 +1,8 @@
-"""Reading the core's YAML files into pydantic models with messages that name the field."""
+"""YAML files (model.yaml, routing, assignments) read into pydantic models, errors naming the field.
+
+Every configuration file of the project goes through here, so a mistake is reported the same way
+everywhere: the file, then each offending field path and what is wrong with it.
+"""
 
 from __future__ import annotations
 
