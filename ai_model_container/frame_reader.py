@@ -25,7 +25,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Optional, TypeVar
+from typing import Callable, NamedTuple, Optional, TypeVar
 
 import cv2
 import numpy as np
@@ -115,6 +115,13 @@ class _Mapping:
         ]
 
 
+class NewestFrame(NamedTuple):
+    header: SegmentHeader
+    """The segment's geometry; its last_frame_id is the one seen at mapping time, not the newest."""
+    frame_id: int
+    timestamp_ns: int
+
+
 class FrameReader:
     """Resolves frame references to frames; safe to share between threads."""
 
@@ -187,6 +194,25 @@ class FrameReader:
         """
         mapping, _ = self._mapping(camera_id)
         return dataclasses.replace(mapping.header, last_frame_id=read_u64(mapping.buffer, LAST_FRAME_ID_OFFSET))
+
+    def newest_frame(self, camera_id: str) -> "NewestFrame":
+        """The newest frame id and its capture time, read from the header and its slot record, no pixels.
+
+        For watchers that poll many times a second (Ruth AI Core's agents): one call instead of
+        ``newest`` plus a ``read`` whose callback only wants the timestamp. Same seqlock as ``read``:
+        a slot being rewritten, or rewritten during this read, gives ``timestamp_ns`` 0 (poll again).
+        Raises RequestError FRAME_NOT_FOUND or FRAME_INVALID like ``newest``.
+        """
+        mapping, _ = self._mapping(camera_id)
+        header, buffer = mapping.header, mapping.buffer
+        frame_id = read_u64(buffer, LAST_FRAME_ID_OFFSET)
+        if frame_id == 0:
+            return NewestFrame(header, 0, 0)
+        offset = header.record_offset(header.slot_index(frame_id))
+        record = SlotRecord.unpack(buffer, offset)
+        if record.seq % 2 == 1 or record.frame_id != frame_id or read_u64(buffer, offset) != record.seq:
+            return NewestFrame(header, frame_id, 0)
+        return NewestFrame(header, frame_id, record.timestamp_ns)
 
     def _mapping(self, camera_id: str, revalidate: bool = False) -> tuple[_Mapping, bool]:
         """The camera's mapping, and whether its segment was checked by this call."""

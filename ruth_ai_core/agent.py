@@ -1,8 +1,8 @@
 """Stream agents: one thread per camera that watches its ring and hands selected frames on.
 
-The agent polls the camera's newest frame id (``FrameReader.newest``, a
-header read), reads that frame's capture timestamp from its slot record
-(``FrameReader.read`` with a callback that touches no pixels), and offers it
+The agent polls the camera's newest frame id and that frame's capture
+timestamp (``FrameReader.newest_frame``: the header and the slot record under
+the slot's seqlock, no pixels), and offers it
 to each subscription's FPS gate. Only the newest frame is ever considered:
 for live analytics a fresher frame beats an older one. The agent never waits
 for a model; dispatching is non-blocking, so a slow model costs skipped frames,
@@ -30,7 +30,6 @@ from typing import Callable, Optional
 
 from ai_model_container.errors import RequestError
 from ai_model_container.frame_reader import FrameReader
-from ai_model_container.schema import FrameMetadata
 from ai_model_container.shm_layout import segment_reference
 
 from .subscription import Subscription
@@ -99,14 +98,13 @@ class StreamAgent:
         geometry: Optional[tuple[int, int, int]] = None
         while not self._stop.is_set():
             try:
-                header = self._reader.newest(self.camera_id)
+                header, newest, timestamp_ns = self._reader.newest_frame(self.camera_id)
             except RequestError as exc:
                 if self.state != "waiting":
                     logger.warning("camera %s: %s; waiting for its segment", self.camera_id, exc.message)
                     self.state = "waiting"
                 self._stop.wait(MISSING_POLL_INTERVAL_S)
                 continue
-            newest = header.last_frame_id
             shape = (header.width, header.height, header.slot_count)
             if self.state == "waiting" or shape != geometry or newest < last_frame_id:
                 if geometry is not None:
@@ -121,13 +119,8 @@ class StreamAgent:
                 self._stop.wait(self._poll_interval_s)
                 continue
             last_frame_id = newest
-            try:
-                timestamp_ns = self._reader.read(
-                    self.reference, FrameMetadata(frame_id=newest, width=header.width, height=header.height),
-                    _timestamp_of,
-                )
-            except RequestError:
-                continue  # overwritten or replaced since the header read: the next poll sees the newer frame
+            if timestamp_ns == 0:
+                continue  # its slot is being rewritten: the next poll sees the newer frame
             self.frames_seen += 1
             frame = SelectedFrame(self.camera_id, newest, timestamp_ns, header.width, header.height)
             subscriptions = self.subscriptions
@@ -145,6 +138,3 @@ class StreamAgent:
         until_due_s = (min(d for d in dues if d is not None) - timestamp_ns) / 1e9 - lag_s
         return max(self._poll_interval_s, until_due_s)
 
-
-def _timestamp_of(view: object) -> int:
-    return view.timestamp_ns  # type: ignore[attr-defined]

@@ -164,8 +164,7 @@ class Core:
             logger.exception("camera %s model %s frame %d: internal error", frame.camera_id, subscription.model_id, frame.frame_id)
             subscription.drop(DropReason.INTERNAL, in_flight=True)
             return
-        self.metrics.requests.labels(subscription.model_id, code or "ok").inc()
-        subscription.complete(code is None, latency_s, len(detections))
+        subscription.complete(code, latency_s, len(detections))
 
     # -- observation --------------------------------------------------------------------
 
