@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import platform
-import threading
 import time
 from typing import Any, Optional, Protocol, Sequence
 
@@ -40,6 +39,7 @@ from .schema import (
     is_identifier,
 )
 from .shm_layout import segment_reference
+from .slots import InferenceSlots
 from .stats import RequestStats
 from .wire import encode_model
 
@@ -64,44 +64,6 @@ MIN_DEADLINE_SCAN_S = 0.005
 MAX_DEADLINE_SCAN_S = 0.05
 """The watchdog scans every 1% of the timeout within these bounds: a deadline fires at most that
 late, and an idle daemon is not woken 200 times a second (each wake-up costs a GIL hand-off)."""
-
-
-class InferenceSlots:
-    """At most ``count`` inferences at once; the slots taken are the requests in flight.
-
-    One plain lock for both, taken and given back on every request, instead of a
-    semaphore (Python-level Condition) plus a separately locked counter.
-    """
-
-    def __init__(self, count: int) -> None:
-        self._count = count
-        self._free = count
-        self._waiting = 0
-        self._lock = threading.Lock()
-        self._freed = threading.Condition(self._lock)
-
-    @property
-    def taken(self) -> int:
-        return self._count - self._free
-
-    def take(self, timeout_s: float) -> bool:
-        """Take a slot, waiting up to ``timeout_s`` for one; False if none came free."""
-        with self._lock:
-            if self._free == 0:
-                self._waiting += 1
-                try:
-                    if not self._freed.wait_for(lambda: self._free > 0, timeout_s):
-                        return False
-                finally:
-                    self._waiting -= 1
-            self._free -= 1
-            return True
-
-    def give_back(self) -> None:
-        with self._lock:
-            self._free += 1
-            if self._waiting:
-                self._freed.notify()
 
 
 class ModelService:

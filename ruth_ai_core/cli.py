@@ -30,7 +30,7 @@ from . import __version__
 from .agent import DEFAULT_POLL_INTERVAL_S
 from .assignments import AssignmentError, load_assignments
 from .core import Core
-from .events import STDOUT, JsonLinesSink
+from .events import JsonLinesSink
 from .metrics import DEFAULT_METRICS_ADDR, DEFAULT_METRICS_PORT
 from .reconcile import DEFAULT_WATCH_INTERVAL_S, Reconciler, check_assignments
 from .registry import ModelRegistry, RegistryError, default_registry_path
