@@ -1,6 +1,5 @@
 """Metrics: the Prometheus endpoint scraped and parsed, and ``ruth-ai status`` reading it."""
 
-import time
 import urllib.request
 
 from click.testing import CliRunner
