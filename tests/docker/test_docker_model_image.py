@@ -18,8 +18,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -49,6 +51,8 @@ from ai_model_container.paths import socket_path
 from ai_model_container.schema import InferenceResponse
 from ai_model_container.shm_layout import segment_name
 
+from core.helpers import wait_for  # tests/core: the demo's test helpers
+from core.test_demo import DEMO, assert_nothing_left, run_dir_and_tag
 from docker_engine import connect, unavailable
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -405,6 +409,47 @@ def test_sigterm_drains_and_removes_the_socket(served: Served) -> None:
     assert "received SIGTERM" in logs and "stopped" in logs
     assert not served.socket.exists(), "the daemon left its socket behind"
     assert list(served.socket_dir.iterdir()) == []
+
+
+def test_the_demo_runs_the_model_image_and_ctrl_c_removes_its_containers(
+        engine: docker.DockerClient, model: ModelUnderTest, model_tag: str, tmp_path: Path) -> None:
+    """The demo's --docker mode on the image this module built: events flow, Ctrl-C leaves nothing."""
+    model_id, image_tag = model.config.model_id, model_tag.split(":", 1)[1]
+    log_path = tmp_path / "demo.log"
+    tag = None
+    with log_path.open("w") as log:
+        demo = subprocess.Popen([sys.executable, str(DEMO), "--docker", "--model", model_id, "--image-tag", image_tag,
+                                 "--duration", "120", "--cameras", "2", "--source", "synthetic", "--no-install",
+                                 "--output", str(tmp_path / "out")], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            run_dir, tag = wait_for(lambda: run_dir_and_tag(log_path), timeout_s=30, message="run directory")
+            (container,) = wait_for(lambda: demo_containers(engine, tag), timeout_s=30, message="model container")
+            assert container.image.tags and f"ruth-ai/{model_id}:" in container.image.tags[0]
+            events = wait_for(lambda: list((tmp_path / "out").glob("*/events.jsonl")), timeout_s=120,
+                              message="events flowing")
+            wait_for(lambda: events[0].read_text().count("\n") >= 5, timeout_s=60, message="five events")
+            assert (run_dir / f"vas_model_{model_id}.sock").exists()
+            demo.send_signal(signal.SIGINT)
+            code = demo.wait(60)
+        finally:
+            if demo.poll() is None:
+                demo.kill()
+                demo.wait()
+            for leftover in demo_containers(engine, tag) if tag else []:
+                leftover.remove(force=True)
+    text = log_path.read_text()
+    assert code == 130, text[-3000:]
+    assert "clean: no demo process" in text and "removed leftovers" not in text, text[-3000:]
+    assert demo_containers(engine, tag) == [], "a model container outlived the demo"
+    assert_nothing_left(run_dir, tag)
+    ok_events = [line for line in events[0].read_text().splitlines() if '"error_code":null' in line]
+    assert len(ok_events) >= 5
+
+
+def demo_containers(engine, tag):
+    """Containers of the demo run ``tag`` (the demo names them ruth-demo-<tag>-<model_id> and labels them)."""
+    return [c for c in engine.containers.list(all=True, filters={"label": "ruth-ai.demo"})
+            if c.name.startswith(f"ruth-demo-{tag}-")]
 
 
 def test_a_model_whose_weights_do_not_match_fails_its_build(
