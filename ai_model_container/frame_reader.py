@@ -53,12 +53,13 @@ DEFAULT_REVALIDATE_S = 0.05
 """How long a mapping is used without checking that its segment is still the one in /dev/shm."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class FrameView:
     """One frame as a read-only view into shared memory.
 
     Valid only inside the callback it was passed to: after that the writer may
-    reuse the slot. Convert or copy what you need before returning.
+    reuse the slot. Convert or copy what you need before returning. Treat it as
+    read-only (it is a plain slotted class because one is built per request).
     """
 
     camera_id: str

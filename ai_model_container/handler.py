@@ -33,7 +33,7 @@ from .schema import Detection, InferenceRequest
 WARMUP_RESOLUTION = (640, 480)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class FrameInfo:
     """What postprocess may know about the frame once its pixels are gone."""
 

@@ -232,8 +232,12 @@ class ModelService:
 
 
 def _as_detections(result: Sequence[Any]) -> list[Detection]:
-    if isinstance(result, list) and all(type(item) is Detection for item in result):
-        return result
+    if type(result) is list:
+        for item in result:
+            if type(item) is not Detection:
+                break
+        else:
+            return result
     try:
         return _DETECTIONS.validate_python(list(result))
     except (ValidationError, TypeError) as exc:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 
 SHM_DIR = "/dev/shm"
@@ -175,8 +175,9 @@ class SegmentHeader:
         return self.data_offset + slot * self.slot_size
 
 
-@dataclass(frozen=True)
-class SlotRecord:
+class SlotRecord(NamedTuple):
+    """One slot's record. A named tuple: readers build one per request, and it is the cheapest immutable record."""
+
     seq: int
     frame_id: int
     timestamp_ns: int
@@ -187,13 +188,10 @@ class SlotRecord:
 
     @classmethod
     def unpack(cls, buffer: object, offset: int) -> "SlotRecord":
-        return cls(*SLOT_RECORD.unpack_from(buffer, offset))
+        return cls._make(SLOT_RECORD.unpack_from(buffer, offset))
 
     def pack_into(self, buffer: object, offset: int) -> None:
-        SLOT_RECORD.pack_into(
-            buffer, offset, self.seq, self.frame_id, self.timestamp_ns,
-            self.width, self.height, self.stride, self.pixel_format,
-        )
+        SLOT_RECORD.pack_into(buffer, offset, *self)
 
 
 def read_u64(buffer: object, offset: int) -> int:

@@ -148,7 +148,7 @@ def test_hand_crafted_segment_is_served_when_valid(shared_daemon, make_segment, 
 def test_hand_crafted_bad_segment_is_invalid(shared_daemon, make_segment, camera_id, case):
     header_fields, record_fields, size, reason = case
     header = dataclasses.replace(_GOOD, **header_fields)
-    record = dataclasses.replace(_RECORD, **record_fields)
+    record = _RECORD._replace(**record_fields)
     make_segment(camera_id, _segment(header, record, _GOOD.total_size if size is None else size))
     response = infer(shared_daemon, camera_id, 1)
     assert response.error_code is ErrorCode.FRAME_INVALID, response.error
