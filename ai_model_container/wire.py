@@ -99,10 +99,8 @@ class MessageStream:
                 if length == len(chunk) - LENGTH_PREFIX.size and length <= self.max_message_bytes:
                     return chunk[LENGTH_PREFIX.size:]
             self._buffer += chunk
-            if len(self._buffer) < LENGTH_PREFIX.size:
-                self._fill_rest(LENGTH_PREFIX.size)
-        if len(self._buffer) < LENGTH_PREFIX.size and not self._fill(LENGTH_PREFIX.size, first=True):
-            raise ConnectionClosed("peer closed the connection")
+        if len(self._buffer) < LENGTH_PREFIX.size:
+            self._fill_rest(LENGTH_PREFIX.size)
         (length,) = LENGTH_PREFIX.unpack_from(self._buffer)
         if length > self.max_message_bytes:
             raise MessageTooLarge(length, self.max_message_bytes)
@@ -113,23 +111,8 @@ class MessageStream:
         del self._buffer[:end]
         return body
 
-    def _fill(self, want: int, first: bool) -> bool:
-        """Receive until ``want`` bytes are buffered; False on a clean EOF at a boundary."""
-        while len(self._buffer) < want:
-            chunk = self.sock.recv(_RECV_CHUNK)
-            if not chunk:
-                if first and not self._buffer:
-                    return False
-                raise TruncatedMessage(
-                    f"peer closed after {len(self._buffer)} of {want} bytes of a message"
-                )
-            self._buffer += chunk
-            if len(self._buffer) < want:
-                # A message started but arrived in pieces: bound the wait for the rest.
-                self._fill_rest(want)
-        return True
-
     def _fill_rest(self, want: int) -> None:
+        """Receive until ``want`` bytes are buffered; a message has started, so the wait is bounded."""
         previous: Optional[float] = self.sock.gettimeout()
         self.sock.settimeout(self.body_timeout_s)
         try:
