@@ -175,7 +175,7 @@ def infer(model_id: str, camera_id: str, frame_id: Optional[int], options: tuple
           socket_dir: Optional[str], timeout: float) -> None:
     """Run MODEL_ID on a frame of CAMERA and print the response."""
     try:
-        header = FrameReader().newest(camera_id)
+        header, newest, _ = FrameReader().newest_frame(camera_id)
     except RequestError as exc:
         raise click.ClickException(exc.message) from None
     config = {}
@@ -185,7 +185,7 @@ def infer(model_id: str, camera_id: str, frame_id: Optional[int], options: tuple
             config[key] = json.loads(value)
         except json.JSONDecodeError:
             config[key] = value
-    request = inference_request(model_id, camera_id, frame_id or header.last_frame_id, header.width, header.height, config)
+    request = inference_request(model_id, camera_id, frame_id or newest, header.width, header.height, config)
     try:
         with _client(model_id, socket_dir, timeout) as client:
             response = client.infer(request)

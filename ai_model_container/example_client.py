@@ -34,8 +34,8 @@ def main(model_id: str, camera_id: str, frames: int, socket_dir: Optional[str]) 
     """Send health and inference requests to MODEL_ID and print the answers."""
     writer: Optional[FrameWriter] = None
     try:
-        header = FrameReader().newest(camera_id)
-        width, height, newest = header.width, header.height, header.last_frame_id
+        header, newest, _ = FrameReader().newest_frame(camera_id)
+        width, height = header.width, header.height
     except RequestError:
         width, height = 1280, 720
         writer = FrameWriter(camera_id, width, height, slot_count=max(frames, 1))

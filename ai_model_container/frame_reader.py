@@ -18,7 +18,6 @@ makes no system call (each one hands the GIL to another thread under load).
 
 from __future__ import annotations
 
-import dataclasses
 import mmap
 import os
 import threading
@@ -188,21 +187,13 @@ class FrameReader:
             raise RequestError(ErrorCode.FRAME_EXPIRED, f"frame {frame_id} of camera {camera_id} was overwritten during the read")
         return result
 
-    def newest(self, camera_id: str) -> SegmentHeader:
-        """The camera's segment header with its current last_frame_id (0 if none written yet).
-
-        Raises RequestError FRAME_NOT_FOUND or FRAME_INVALID like ``read``.
-        """
-        mapping, _ = self._mapping(camera_id)
-        return dataclasses.replace(mapping.header, last_frame_id=read_u64(mapping.buffer, LAST_FRAME_ID_OFFSET))
-
     def newest_frame(self, camera_id: str) -> "NewestFrame":
         """The newest frame id and its capture time, read from the header and its slot record, no pixels.
 
-        For watchers that poll many times a second (Ruth AI Core's agents): one call instead of
-        ``newest`` plus a ``read`` whose callback only wants the timestamp. Same seqlock as ``read``:
-        a slot being rewritten, or rewritten during this read, gives ``timestamp_ns`` 0 (poll again).
-        Raises RequestError FRAME_NOT_FOUND or FRAME_INVALID like ``newest``.
+        Cheap enough for watchers that poll many times a second (Ruth AI Core's agents). Same
+        seqlock as ``read``: a slot being rewritten, or rewritten during this read, gives
+        ``timestamp_ns`` 0 (poll again). ``frame_id`` is 0 while nothing has been written.
+        Raises RequestError FRAME_NOT_FOUND or FRAME_INVALID like ``read``.
         """
         mapping, _ = self._mapping(camera_id)
         header, buffer = mapping.header, mapping.buffer
@@ -234,16 +225,14 @@ class FrameReader:
                 return mapping, True
             # New camera, or the segment was replaced: map the current one. The old
             # mapping is unmapped once the last in-flight reader drops its views.
+            self._mappings.pop(camera_id, None)
             try:
                 mapping = _Mapping(camera_id)
             except posix_ipc.ExistentialError:
-                self._mappings.pop(camera_id, None)
                 raise RequestError(ErrorCode.FRAME_NOT_FOUND, f"camera {camera_id} has no frame segment") from None
             except posix_ipc.PermissionsError:
-                self._mappings.pop(camera_id, None)
                 raise RequestError(ErrorCode.FRAME_NOT_FOUND, f"camera {camera_id}: no read permission on its segment") from None
             except LayoutError as exc:
-                self._mappings.pop(camera_id, None)
                 raise RequestError(ErrorCode.FRAME_INVALID, f"camera {camera_id}: {exc}") from None
             self._mappings[camera_id] = mapping
             self._mappings.move_to_end(camera_id)

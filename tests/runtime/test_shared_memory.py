@@ -64,4 +64,4 @@ def test_reader_keeps_one_mapping_per_camera(make_writer, camera_id):
                            lambda view: float(view.y.mean()))
         assert mean == luma_for(frame_id)
     assert reader.cached_cameras == [writers[1].camera_id, writers[2].camera_id], "least recently used goes first"
-    assert reader.newest(writers[0].camera_id).last_frame_id == 1
+    assert reader.newest_frame(writers[0].camera_id).frame_id == 1
