@@ -4,18 +4,22 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# The three distributions of packages/ (runtime, core, developer tools), installed editable.
+DISTRIBUTIONS := packages/ruth-ai-model-runtime packages/ruth-ai-core packages/ruth-ai-model-tools
+PROJECT_FILES := $(addsuffix /pyproject.toml,$(DISTRIBUTIONS)) requirements-dev.txt
 # The models' own pinned packages (torch, onnxruntime, LiteRT, ...) so their tests run; one file per model.
 MODEL_REQUIREMENTS := $(sort $(wildcard models/*/requirements.txt models/*/requirements-dev.txt))
-STAMP := $(VENV)/.installed-$(shell cat setup.py ai_model_container/__init__.py $(MODEL_REQUIREMENTS) | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat $(PROJECT_FILES) $(MODEL_REQUIREMENTS) | cksum | cut -d' ' -f1)
 
 .PHONY: demo test bench install clean
 
 install: $(STAMP)
 
-$(STAMP): setup.py ai_model_container/__init__.py $(MODEL_REQUIREMENTS)
+$(STAMP): $(PROJECT_FILES) $(MODEL_REQUIREMENTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[core,test]' $(addprefix -r ,$(MODEL_REQUIREMENTS))
+	$(BIN)/python -m pip install --quiet $(addprefix -e ,$(DISTRIBUTIONS)) -r requirements-dev.txt \
+		$(addprefix -r ,$(MODEL_REQUIREMENTS))
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -5,6 +5,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BASE_CONTEXT=$ROOT/runtime-base-image
+RUNTIME_PROJECT=$ROOT/packages/ruth-ai-model-runtime
 RUNTIME_REPO=ruth-ai/model-runtime
 DEFAULT_BASE_IMAGE=python:3.11-slim
 LOCAL_BASE_IMAGE=local/debian-python:bookworm
@@ -21,8 +22,8 @@ usage() {
 Usage: build.sh [OPTIONS] [COMMAND [ARGS]]
 
 Commands:
-  base                 (default) build $RUNTIME_REPO:<version> and :latest; <version> is
-                       __version__ in ai_model_container/__init__.py, the only place it is written
+  base                 (default) build $RUNTIME_REPO:<version> and :latest; <version> is the
+                       version in packages/ruth-ai-model-runtime/pyproject.toml
   model DIR...         build each model directory (models/<id>/) as ruth-ai/<model_id>:<model_version>
                        and :latest, FROM $RUNTIME_REPO:<version> (build argument RUNTIME_VERSION)
   all                  base, then every models/*/ that has a Dockerfile
@@ -75,7 +76,7 @@ new_scratch_dir() {
 }
 
 runtime_version() {
-    sed -n 's/^__version__ = "\([^"]*\)"$/\1/p' "$ROOT/ai_model_container/__init__.py"
+    sed -n 's/^version = "\([^"]*\)"$/\1/p' "$RUNTIME_PROJECT/pyproject.toml"
 }
 
 # A top-level scalar of a model.yaml (model_id, model_version), quotes and comments stripped.
@@ -87,15 +88,15 @@ pip_wheel() {
     "$PYTHON" -m pip wheel --quiet --disable-pip-version-check "$@"
 }
 
-# The runtime's wheel, built from a clean copy of the working tree (tracked and
+# The runtime's wheel, built from a clean copy of its project (tracked and
 # untracked-but-not-ignored files) so stale build/ directories never leak into it.
 fill_base_wheelhouse() {
     local house=$BASE_CONTEXT/$WHEELHOUSE source
     rm -rf "$house" && mkdir -p "$house"
     new_scratch_dir
     source=$SCRATCH_DIR
-    git -C "$ROOT" ls-files -z --cached --others --exclude-standard -- ':!models' ':!tests' \
-        | tar -C "$ROOT" --null --files-from - --ignore-failed-read -cf - 2>/dev/null | tar -C "$source" -xf -
+    git -C "$RUNTIME_PROJECT" ls-files -z --cached --others --exclude-standard -- . \
+        | tar -C "$RUNTIME_PROJECT" --null --files-from - --ignore-failed-read -cf - 2>/dev/null | tar -C "$source" -xf -
     pip_wheel --no-deps --wheel-dir "$house" "$source"
     if [[ $OFFLINE == 1 ]]; then
         pip_wheel --wheel-dir "$house" "$house"/ruth_ai_model_runtime-*.whl

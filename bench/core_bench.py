@@ -37,15 +37,15 @@ from typing import Optional
 
 import yaml
 
-from ai_model_container.client import ModelClient, inference_request
-from ai_model_container.frame_writer import FrameWriter, synthetic_scene
+from ai_model_container.contract.client import ModelClient, inference_request
+from ruth_ai_core.agent import SelectedFrame
 from ruth_ai_core.assignments import Assignment
 from ruth_ai_core.core import Core
 from ruth_ai_core.events import JsonLinesSink, ResultEvent
-from ruth_ai_core.agent import SelectedFrame
 from ruth_ai_core.registry import ModelRegistry
 from ruth_ai_core.router import RouteSettings
 from ruth_ai_core.status import fetch, parse
+from ruth_model_tools.frame_writer import FrameWriter, synthetic_scene
 
 from .options import Options
 from .procs import REPO_ROOT, cpu_seconds, start_runtime
@@ -130,7 +130,7 @@ def _capacity_level(socket_dir: Path, model_id: str, cameras: int, seconds: floa
     port = _free_port()
     url = f"http://127.0.0.1:{port}/metrics"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    writer = subprocess.Popen([sys.executable, "-m", "ai_model_container.cli", "write-frames", "--source", "synthetic",
+    writer = subprocess.Popen([sys.executable, "-m", "ai_model_container.daemon.cli", "write-frames", "--source", "synthetic",
                                "--fps", str(CAMERA_FPS), "--width", str(WIDTH), "--height", str(HEIGHT),
                                *sum((["--camera", n] for n in names), [])],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -199,7 +199,7 @@ def _profile(socket_dir: Path, model_id: str, options: Options) -> list[str]:
     tag = uuid.uuid4().hex[:6]
     names = [f"bp{tag}_{index}" for index in range(16)]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    writer = subprocess.Popen([sys.executable, "-m", "ai_model_container.cli", "write-frames", "--source", "synthetic",
+    writer = subprocess.Popen([sys.executable, "-m", "ai_model_container.daemon.cli", "write-frames", "--source", "synthetic",
                                "--fps", str(CAMERA_FPS), "--width", str(WIDTH), "--height", str(HEIGHT),
                                *sum((["--camera", n] for n in names), [])],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)

@@ -18,10 +18,10 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from ai_model_container.frame_reader import FrameReader, FrameView
-from ai_model_container.frame_writer import FrameWriter, synthetic_scene
-from ai_model_container.schema import FrameMetadata
-from ai_model_container.shm_layout import segment_reference
+from ai_model_container.contract.frame_reader import FrameReader, FrameView
+from ai_model_container.contract.schema import FrameMetadata
+from ai_model_container.contract.shm_layout import segment_reference
+from ruth_model_tools.frame_writer import FrameWriter, synthetic_scene
 
 from .options import Options
 from .payload import FRAME_HEIGHT, FRAME_WIDTH

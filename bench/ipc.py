@@ -27,10 +27,10 @@ from typing import Iterator
 
 import numpy as np
 
-from ai_model_container.client import ModelClient, inference_request
-from ai_model_container.frame_writer import FrameWriter
-from ai_model_container.schema import InferenceResponse
-from ai_model_container.wire import MessageStream, encode_model
+from ai_model_container.contract.client import ModelClient, inference_request
+from ai_model_container.contract.schema import InferenceResponse
+from ai_model_container.contract.wire import MessageStream, encode_model
+from ruth_model_tools.frame_writer import FrameWriter
 
 from .load_clients import ClientPool
 from .options import Options

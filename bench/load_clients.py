@@ -17,7 +17,7 @@ import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from ai_model_container.wire import MessageStream
+from ai_model_container.contract.wire import MessageStream
 
 
 def _worker(orders: Connection, sockets: dict[str, Path], request: bytes) -> None:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ai_model_container.client import ClientError, ModelClient
-from ai_model_container.paths import socket_path
+from ai_model_container.contract.client import ClientError, ModelClient
+from ai_model_container.contract.paths import socket_path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOOP_MODEL_DIR = Path(__file__).resolve().parent / "noop_model"
@@ -74,7 +74,7 @@ def _launch(name: str, command: list[str], sock: Path, log_path: Path) -> Server
 def start_runtime(socket_dir: Path, model_id: str) -> ServerProcess:
     """``ruth-model serve`` on the no-op model: the real daemon, as deployed."""
     sock = socket_path(model_id, str(socket_dir))
-    server = _launch("runtime", [sys.executable, "-m", "ai_model_container.cli", "serve", str(NOOP_MODEL_DIR),
+    server = _launch("runtime", [sys.executable, "-m", "ai_model_container.daemon.cli", "serve", str(NOOP_MODEL_DIR),
                                  "--socket-dir", str(socket_dir), "--model-id", model_id],
                      sock, socket_dir / "runtime.log")
     _wait_until(server, lambda: _health_answers(sock))

@@ -20,13 +20,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ai_model_container.client import inference_request
-from ai_model_container.container import load_handler
+from ai_model_container.contract.client import inference_request
+from ai_model_container.contract.frame_reader import FrameView
+from ai_model_container.contract.model_config import MODEL_FILE, load_model_config, verify_weights
+from ai_model_container.daemon.container import load_handler
 from ai_model_container.device import select_device
-from ai_model_container.frame_reader import FrameView
-from ai_model_container.frame_writer import bgr_to_nv12
 from ai_model_container.handler import FrameInfo
-from ai_model_container.model_config import MODEL_FILE, load_model_config, verify_weights
+from ruth_model_tools.frame_writer import bgr_to_nv12
 
 MODELS = Path(__file__).resolve().parent
 PHOTOS = MODELS.parent / "tests" / "real_models" / "photos"
@@ -51,7 +51,8 @@ def measure(model_dir: Path, frame: FrameView, iterations: int) -> tuple[str, st
     timings, detections = [], 0
     for _ in range(iterations):
         started = time.perf_counter()
-        outputs = handler.postprocess(handler.infer(handler.preprocess(frame, request)), FrameInfo.of(frame), request)
+        inputs = handler.preprocess(frame, request)
+        outputs = handler.postprocess(handler.infer(inputs), inputs, FrameInfo.of(frame), request)
         timings.append((time.perf_counter() - started) * 1000)
         detections = len(outputs)
     handler.close()

@@ -41,23 +41,23 @@ from typing import IO, Optional, Protocol, TypeVar
 
 import click
 import cv2
+import demo_docker  # scripts/, next to this file
 import numpy as np
 import yaml
 
-from ai_model_container.client import ClientError, ModelClient
-from ai_model_container.discovery import discover_models
-from ai_model_container.errors import RequestError
-from ai_model_container.frame_reader import FrameReader
-from ai_model_container.paths import socket_path
-from ai_model_container.schema import FrameMetadata
-from ai_model_container.shm_layout import segment_name, segment_reference
+from ai_model_container.contract.client import ClientError, ModelClient
+from ai_model_container.contract.errors import RequestError
+from ai_model_container.contract.frame_reader import FrameReader
+from ai_model_container.contract.paths import socket_path
+from ai_model_container.contract.schema import FrameMetadata
+from ai_model_container.contract.shm_layout import segment_name, segment_reference
+from ai_model_container.daemon.discovery import discover_models
 from ruth_ai_core.registry import ModelRegistry
-from ruth_ai_core.status import StatusUnavailable, parse, render, fetch
-
-import demo_docker  # scripts/, next to this file
+from ruth_ai_core.status import StatusUnavailable, fetch, parse, render
+from ruth_model_tools.example_container import EXAMPLE_MODEL_DIR as EXAMPLE_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE_MODEL_DIR = ROOT / "ai_model_container" / "example_model"
+EXAMPLE_MODEL_DIR = EXAMPLE_MODEL
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 STARTUP_TIMEOUT_S = 60.0
 SNAPSHOTS_PER_PAIR = 4
@@ -161,7 +161,7 @@ class Processes:
 
 
 def ruth_model(*args: str) -> list[str]:
-    return [sys.executable, "-m", "ai_model_container.cli", *args]
+    return [sys.executable, "-m", "ai_model_container.daemon.cli", *args]
 
 
 def wait_ready(child: Stoppable, socket: Path, stop: threading.Event) -> bool:

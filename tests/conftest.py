@@ -23,11 +23,11 @@ from typing import Callable, Iterator, Optional
 
 import pytest
 
-from ai_model_container.client import ClientError, ModelClient
-from ai_model_container.frame_writer import FrameWriter
-from ai_model_container.paths import socket_path
+from ai_model_container.contract.client import ClientError, ModelClient
+from ai_model_container.contract.paths import socket_path
+from ruth_model_tools.example_container import EXAMPLE_MODEL_DIR
+from ruth_model_tools.frame_writer import FrameWriter
 
-EXAMPLE_MODEL_DIR = Path(__file__).resolve().parents[1] / "ai_model_container" / "example_model"
 STARTUP_TIMEOUT_S = 30.0
 
 
@@ -95,7 +95,7 @@ def launch_daemon(model_dir: Path, socket_dir: Path, model_id: Optional[str] = N
     """Start ``ruth-model serve`` on ``model_dir`` and wait until its health op answers."""
     model_id = model_id or unique_id("model")
     log_path = socket_dir / f"{model_id}.log"
-    command = [sys.executable, "-m", "ai_model_container.cli", "serve", str(model_dir),
+    command = [sys.executable, "-m", "ai_model_container.daemon.cli", "serve", str(model_dir),
                "--socket-dir", str(socket_dir), "--model-id", model_id, "--drain-timeout", "5"]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,

@@ -30,10 +30,10 @@ from ai_model_container.backends import (  # noqa: E402  (after the importorskip
     onnx_providers,
     onnx_session,
 )
-from ai_model_container.client import inference_request  # noqa: E402
+from ai_model_container.contract.client import inference_request  # noqa: E402
+from ai_model_container.contract.frame_reader import FrameReader  # noqa: E402
+from ai_model_container.contract.schema import FrameMetadata  # noqa: E402
 from ai_model_container.device import Device  # noqa: E402
-from ai_model_container.frame_reader import FrameReader  # noqa: E402
-from ai_model_container.schema import FrameMetadata  # noqa: E402
 
 PHOTOS = Path(__file__).resolve().parent / "real_models" / "photos"
 CPU = Device("cpu", "cpu")
@@ -90,7 +90,7 @@ def test_nv12_to_rgb_rejects_a_tensor_that_is_not_nv12():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_nv12_conversion_on_the_gpu_matches_the_cpu(astronaut):
-    from ai_model_container.frame_writer import bgr_to_nv12
+    from ruth_model_tools.frame_writer import bgr_to_nv12
 
     nv12 = torch.from_numpy(bgr_to_nv12(astronaut))
     on_gpu = nv12_to_rgb(nv12.cuda(), 480).cpu()

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 import struct
 from pathlib import Path
 
 import pytest
 
-from ai_model_container import contract
-from ai_model_container.model_config import Limits, load_model_config
-from ai_model_container.schema import PROTOCOL_VERSION, ErrorCode
-from ai_model_container.shm_layout import HEADER_FIELDS, MAGIC, SLOT_FIELDS
-from ai_model_container.wire import DEFAULT_MAX_MESSAGE_BYTES
+from ai_model_container import InferenceHandler
+from ai_model_container.contract.model_config import Limits, load_model_config
+from ai_model_container.contract.schema import PROTOCOL_VERSION, ErrorCode
+from ai_model_container.contract.shm_layout import HEADER_FIELDS, MAGIC, SLOT_FIELDS
+from ai_model_container.contract.wire import DEFAULT_MAX_MESSAGE_BYTES
+from ruth_model_tools import contract_docs
+from ruth_model_tools.example_container import EXAMPLE_MODEL_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTRACT_TEXT = (ROOT / "CONTRACT.md").read_text()
@@ -39,7 +42,7 @@ def field_offsets(fields: tuple[tuple[str, str], ...]) -> dict[str, int]:
 
 
 def test_generated_schemas_match_the_pydantic_models() -> None:
-    assert contract.updated(CONTRACT_TEXT) == CONTRACT_TEXT, "run: python -m ai_model_container.contract --write"
+    assert contract_docs.updated(CONTRACT_TEXT) == CONTRACT_TEXT, "run: python -m ruth_model_tools.contract_docs --write"
 
 
 def test_error_code_table_is_exactly_the_enum() -> None:
@@ -76,7 +79,7 @@ def test_limit_defaults_match_model_yaml_defaults() -> None:
 
 
 @pytest.mark.parametrize("path", sorted(ROOT.glob("models/*/model.yaml")) + [
-    ROOT / "ai_model_container" / "example_model" / "model.yaml"], ids=lambda p: p.parent.name)
+    EXAMPLE_MODEL_DIR / "model.yaml"], ids=lambda p: p.parent.name)
 def test_shipped_model_yaml_files_are_valid(path: Path) -> None:
     load_model_config(path)
 
@@ -86,3 +89,14 @@ def test_readme_gives_the_two_commands_and_ci_runs_the_test_one() -> None:
     commands = re.findall(r"^```(?:bash|sh)\n(.+?)\n```", readme, re.M | re.S)
     assert "make demo" in commands[0] and "make test" in commands[1]
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_handler_section_names_every_step_of_the_handler() -> None:
+    section = CONTRACT_TEXT.split("## Handler API", 1)[1].split("\n## ", 1)[0]
+    steps = ("load", "warmup", "preprocess", "infer", "infer_batch", "postprocess", "close")
+    for step in steps:
+        assert f"`{step}(" in section, f"CONTRACT.md's handler section does not describe {step}"
+        assert callable(getattr(InferenceHandler, step))
+    assert list(inspect.signature(InferenceHandler.postprocess).parameters) == [
+        "self", "outputs", "inputs", "frame", "request"]
+    assert "`postprocess(outputs, inputs, frame, request)" in section

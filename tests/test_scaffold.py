@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from ai_model_container.model_config import load_model_config, verify_weights
+from ai_model_container.contract.model_config import load_model_config, verify_weights
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "models" / "_template"
 
 
 def ruth_model(*arguments: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ai_model_container.cli", *arguments], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "ai_model_container.daemon.cli", *arguments], capture_output=True,
                           text=True, timeout=60, env={**os.environ, **(env or {})})
 
 

@@ -1,7 +1,7 @@
 """The shortest path through the whole runtime: writer -> ring -> daemon -> client."""
 
-from ai_model_container.client import inference_request
-from ai_model_container.frame_writer import synthetic_scene
+from ai_model_container.contract.client import inference_request
+from ruth_model_tools.frame_writer import synthetic_scene
 
 
 def test_example_model_finds_the_drawn_boxes(example_daemon, make_writer, camera_id):

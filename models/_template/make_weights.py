@@ -3,7 +3,8 @@
 The network scores every 4x4 cell of a 320x320 RGB input by how bright it
 is: a 1x1 convolution computes luma (BT.601 weights), average pooling reduces
 it to cells, and a steep sigmoid centred on 60 % brightness turns that into a
-0..1 score. Its weights are set, not trained, which keeps it small and its
+0..1 score. The batch dimension is dynamic, so the runtime's batcher can run
+several frames in one call. Its weights are set, not trained, which keeps it small and its
 answers predictable; it exists so the template exercises the whole path a
 real model takes (weights file, sha256 check, ONNX Runtime, letterbox, boxes).
 Replace it with your model's weights.
@@ -47,8 +48,8 @@ def build() -> onnx.ModelProto:
     cells = INPUT_SIZE // CELL
     graph = helper.make_graph(
         nodes, "bright_spots",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, INPUT_SIZE, INPUT_SIZE])],
-        [helper.make_tensor_value_info("score", TensorProto.FLOAT, [1, 1, cells, cells])],
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, INPUT_SIZE, INPUT_SIZE])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch", 1, cells, cells])],
         initializer=initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="ruth-ai template")

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
+from mtcnn_cascade import CascadeSettings, Faces, detect_faces
+from mtcnn_nets import ONet, PNet, RNet
 
 from ai_model_container import Detection, FrameInfo, FrameView, InferenceHandler, InferenceRequest, Keypoint
 from ai_model_container.backends import frame_to_rgb_tensor, load_state_dict
 from ai_model_container.request_options import float_option
-from mtcnn_cascade import CascadeSettings, Faces, detect_faces
-from mtcnn_nets import ONet, PNet, RNet
 
 DEFAULTS = CascadeSettings()
 LANDMARKS = 5
@@ -34,7 +33,7 @@ class Prepared:
     settings: CascadeSettings
 
 
-class FaceDetectionHandler(InferenceHandler):
+class FaceDetectionHandler(InferenceHandler[Prepared, Faces]):
     def load(self) -> None:
         weights = {Path(weight.path).stem: self.model_dir / weight.path for weight in self.config.weights}
         if set(weights) != {"pnet", "rnet", "onet"}:
@@ -61,7 +60,8 @@ class FaceDetectionHandler(InferenceHandler):
             faces = detect_faces(inputs.image, self.nets, inputs.settings)
         return Faces(faces.boxes.cpu(), faces.scores.cpu(), faces.landmarks.cpu())
 
-    def postprocess(self, outputs: Any, frame: FrameInfo, request: InferenceRequest) -> list[Detection]:
+    def postprocess(self, outputs: Faces, inputs: Prepared, frame: FrameInfo,
+                    request: InferenceRequest) -> list[Detection]:
         names = self.config.output_schema.keypoints or []
         detections = []
         for box, score, landmarks in zip(outputs.boxes.tolist(), outputs.scores.tolist(), outputs.landmarks.tolist()):

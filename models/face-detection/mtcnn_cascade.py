@@ -19,7 +19,6 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as functional
-
 from mtcnn_nets import ONet, PNet, RNet
 
 CELL_SIZE = 12

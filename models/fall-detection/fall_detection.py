@@ -14,14 +14,13 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
+from fall_posture import DEFAULT_FALL_ANGLE_DEG, classify_posture
 
 from ai_model_container import Detection, FrameInfo, FrameView, InferenceHandler, InferenceRequest, Keypoint
 from ai_model_container.backends import Letterbox, letterbox_image
 from ai_model_container.request_options import float_option
-from fall_posture import DEFAULT_FALL_ANGLE_DEG, classify_posture
 
 INPUT_SIZE = 256  # MoveNet MultiPose takes any multiple of 32; 256 is its reference size
 MAX_PEOPLE = 6
@@ -37,7 +36,7 @@ class Prepared:
     fall_angle_deg: float
 
 
-class FallDetectionHandler(InferenceHandler):
+class FallDetectionHandler(InferenceHandler[Prepared, np.ndarray]):
     def load(self) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
@@ -62,15 +61,14 @@ class FallDetectionHandler(InferenceHandler):
         image, geometry = letterbox_image(frame.to_rgb(), INPUT_SIZE, INPUT_SIZE)
         return Prepared(image, geometry, min_person_score, fall_angle_deg)
 
-    def infer(self, inputs: Prepared) -> tuple[np.ndarray, Prepared]:
+    def infer(self, inputs: Prepared) -> np.ndarray:
         with self.lock:
             self.interpreter.set_tensor(self.input_index, inputs.image[np.newaxis])
             self.interpreter.invoke()
-            people = self.interpreter.get_tensor(self.output_index)[0].copy()
-        return people, inputs
+            return self.interpreter.get_tensor(self.output_index)[0].copy()
 
-    def postprocess(self, outputs: Any, frame: FrameInfo, request: InferenceRequest) -> list[Detection]:
-        people, prepared = outputs
+    def postprocess(self, people: np.ndarray, prepared: Prepared, frame: FrameInfo,
+                    request: InferenceRequest) -> list[Detection]:
         detections = []
         for row in people[:MAX_PEOPLE]:
             person_score = float(row[55])

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
-
 from conftest import unique_id
+
 from ruth_ai_core.core import Core
 from ruth_ai_core.events import JsonLinesSink
 from ruth_ai_core.registry import ModelRegistry

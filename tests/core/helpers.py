@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from ai_model_container.frame_writer import publish
+from ruth_model_tools.frame_writer import publish
 
 SLOW_HANDLER = """
 import time
@@ -22,7 +22,7 @@ class Handler(InferenceHandler):
         time.sleep(inputs)
         return inputs
 
-    def postprocess(self, outputs, frame, request):
+    def postprocess(self, outputs, inputs, frame, request):
         return []
 """
 

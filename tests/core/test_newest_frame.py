@@ -1,12 +1,11 @@
 """FrameReader.newest_frame, the agents' poll: newest id and capture time under the slot's seqlock."""
 
 import numpy as np
-
-from ai_model_container.frame_reader import FrameReader
-from ai_model_container.frame_writer import FrameWriter
-from ai_model_container.shm_layout import write_u64
-
 from conftest import unique_id
+
+from ai_model_container.contract.frame_reader import FrameReader
+from ai_model_container.contract.shm_layout import write_u64
+from ruth_model_tools.frame_writer import FrameWriter
 
 
 def test_newest_frame_reports_the_last_write_and_zero_while_its_slot_is_rewritten():

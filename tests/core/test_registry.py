@@ -5,15 +5,14 @@ import sqlite3
 import pytest
 import yaml
 from click.testing import CliRunner
+from conftest import EXAMPLE_MODEL_DIR
 
-from ai_model_container.client import ModelUnavailable
-from ai_model_container.model_config import ModelConfigError
+from ai_model_container.contract.client import ModelUnavailable
+from ai_model_container.contract.model_config import ModelConfigError
 from ruth_ai_core.assignments import Assignment
 from ruth_ai_core.cli import main
 from ruth_ai_core.reconcile import check_assignments
 from ruth_ai_core.registry import AssignmentRejected, ModelRegistry, RegistryError
-
-from conftest import EXAMPLE_MODEL_DIR
 
 
 def write_model_yaml(directory, **changes):

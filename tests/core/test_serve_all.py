@@ -7,11 +7,10 @@ import subprocess
 import sys
 
 import yaml
-
-from ai_model_container.client import ClientError, ModelClient
-from ai_model_container.paths import socket_path
-
 from conftest import EXAMPLE_MODEL_DIR, unique_id
+
+from ai_model_container.contract.client import ClientError, ModelClient
+from ai_model_container.contract.paths import socket_path
 
 from .helpers import wait_for
 
@@ -58,7 +57,7 @@ def test_serve_all_hosts_each_model_alone_and_restarts_a_killed_one(tmp_path, so
     (root / "broken" / "model.yaml").write_text("model_id: broken\n")
     log = (tmp_path / "serve-all.log").open("w")
     supervisor = subprocess.Popen(
-        [sys.executable, "-m", "ai_model_container.cli", "serve-all", str(root), "--socket-dir", str(socket_dir),
+        [sys.executable, "-m", "ai_model_container.daemon.cli", "serve-all", str(root), "--socket-dir", str(socket_dir),
          "--backoff-max", "1"], stdout=log, stderr=subprocess.STDOUT)
     try:
         sockets = {m: socket_path(m, str(socket_dir)) for m in (first, second)}
@@ -85,6 +84,6 @@ def test_serve_all_hosts_each_model_alone_and_restarts_a_killed_one(tmp_path, so
 
 
 def test_serve_all_with_nothing_valid_exits_2(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "ai_model_container.cli", "serve-all", str(tmp_path)],
+    result = subprocess.run([sys.executable, "-m", "ai_model_container.daemon.cli", "serve-all", str(tmp_path)],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and "no valid model" in result.stderr

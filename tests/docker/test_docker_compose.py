@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from ai_model_container.model_config import load_model_config
-
 from docker_engine import compose_command
+
+from ai_model_container.contract.model_config import load_model_config
 
 pytestmark = pytest.mark.docker
 

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from core.test_demo import DEMO  # tests/core: the demo's own tests
 from docker_engine import connect
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from docker_engine import REQUIRE_ENV, connect
 
 pytestmark = pytest.mark.docker

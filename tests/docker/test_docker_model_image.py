@@ -33,13 +33,15 @@ import cv2
 import docker
 import numpy as np
 import pytest
+from core.helpers import wait_for  # tests/core: the demo's test helpers
+from core.test_demo import DEMO, assert_nothing_left, run_dir_and_tag
 from docker.errors import APIError, BuildError, ImageNotFound
 from docker.models.containers import Container
+from docker_engine import connect, unavailable
 
 import ai_model_container
-from ai_model_container.client import ClientError, ModelClient, ModelUnavailable, inference_request
-from ai_model_container.frame_writer import FrameWriter, synthetic_scene
-from ai_model_container.model_config import (
+from ai_model_container.contract.client import ClientError, ModelClient, ModelUnavailable, inference_request
+from ai_model_container.contract.model_config import (
     MODEL_FILE,
     ModelConfig,
     ModelConfigError,
@@ -47,13 +49,10 @@ from ai_model_container.model_config import (
     load_model_config,
     verify_weights,
 )
-from ai_model_container.paths import socket_path
-from ai_model_container.schema import InferenceResponse
-from ai_model_container.shm_layout import segment_name
-
-from core.helpers import wait_for  # tests/core: the demo's test helpers
-from core.test_demo import DEMO, assert_nothing_left, run_dir_and_tag
-from docker_engine import connect, unavailable
+from ai_model_container.contract.paths import socket_path
+from ai_model_container.contract.schema import InferenceResponse
+from ai_model_container.contract.shm_layout import segment_name
+from ruth_model_tools.frame_writer import FrameWriter, synthetic_scene
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -358,13 +357,15 @@ def test_the_base_image_ships_the_runtime_as_a_wheel_and_no_torch(engine: docker
     tag = f"ruth-ai/model-runtime:{runtime_tag}"
     probe = (
         "import importlib.metadata as m, importlib.util as u, ai_model_container as a, cv2, numpy, yaml, pydantic, "
-        "posix_ipc, click; print(m.version('ruth-ai-model-runtime'), a.__file__, cv2.__version__, "
-        "u.find_spec('torch') is None)"
+        "click; print(m.version('ruth-ai-model-runtime'), a.__file__, cv2.__version__, "
+        "all(u.find_spec(name) is None for name in ('torch', 'ruth_ai_core', 'ruth_model_tools')))"
     )
-    version, module_file, cv2_version, no_torch = run_in_image(engine, tag, "python", "-c", probe).split()
+    version, module_file, cv2_version, nothing_else = run_in_image(engine, tag, "python", "-c", probe).split()
     assert version == ai_model_container.__version__
     assert module_file.startswith("/opt/venv/lib/") and "/site-packages/" in module_file
-    assert cv2_version.startswith("4.") and no_torch == "True"
+    assert cv2_version.startswith("4.") and nothing_else == "True", "no torch, Core or developer tools in the base"
+    commands = run_in_image(engine, tag, "ruth-model", "--help")
+    assert "serve-all" in commands and "write-frames" not in commands
     config = engine.images.get(tag).attrs["Config"]
     assert config["User"] == "ruth:ruth" and not config.get("ExposedPorts")
     assert config["Healthcheck"]["Test"] == ["CMD", "ruth-serve", "--health"]

@@ -13,11 +13,11 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import pytest
-
-from ai_model_container.client import inference_request
-from ai_model_container.schema import InferenceResponse
-
 from conftest import Daemon, launch_daemon, unique_id  # tests/conftest.py
+
+from ai_model_container.contract.client import inference_request
+from ai_model_container.contract.schema import InferenceResponse
+
 from .model_photos import MODELS
 
 

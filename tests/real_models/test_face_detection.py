@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from ai_model_container.schema import ErrorCode
+from ai_model_container.contract.schema import ErrorCode
 
 from .model_photos import MODELS, photo
 

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ai_model_container.schema import ErrorCode
+from ai_model_container.contract.schema import ErrorCode
 
 from .model_photos import MODELS, photo
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from ai_model_container.model_config import load_model_config, verify_weights
-
 from conftest import unique_id  # tests/conftest.py
+
+from ai_model_container.contract.model_config import load_model_config, verify_weights
+
 from .model_photos import MODELS
 
 SHIPPED = sorted(path.parent for path in MODELS.glob("*/model.yaml"))
@@ -30,7 +30,7 @@ def serve_once(model_dir: Path, socket_dir: Path) -> subprocess.CompletedProcess
     """``ruth-model serve`` on a model that must refuse to start; its socket must never appear."""
     model_id = unique_id("refused")
     result = subprocess.run(
-        [sys.executable, "-m", "ai_model_container.cli", "serve", str(model_dir), "--socket-dir", str(socket_dir),
+        [sys.executable, "-m", "ai_model_container.daemon.cli", "serve", str(model_dir), "--socket-dir", str(socket_dir),
          "--model-id", model_id], capture_output=True, text=True, timeout=60,
     )
     assert not (socket_dir / f"vas_model_{model_id}.sock").exists()

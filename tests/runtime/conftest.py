@@ -11,12 +11,11 @@ from typing import Callable, Iterator
 import posix_ipc
 import pytest
 import yaml
-
 from conftest import Daemon, launch_daemon, unique_id
-from ai_model_container.shm_layout import segment_name
+
+from ai_model_container.contract.shm_layout import segment_name
 
 from .helpers import CONTROLLED_HANDLER, wait_for_file
-
 
 MODEL_FIELDS = {
     "model_id": "controlled",

@@ -15,15 +15,15 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from ai_model_container.client import inference_request
-from ai_model_container.frame_writer import FrameWriter
-from ai_model_container.schema import (
+from ai_model_container.contract.client import inference_request
+from ai_model_container.contract.schema import (
     DescribeResponse,
     HealthResponse,
     InferenceResponse,
     StatsResponse,
 )
-from ai_model_container.wire import LENGTH_PREFIX, frame
+from ai_model_container.contract.wire import LENGTH_PREFIX, frame
+from ruth_model_tools.frame_writer import FrameWriter
 
 AnyResponse = Union[InferenceResponse, HealthResponse, DescribeResponse, StatsResponse]
 _BY_OP = {"health": HealthResponse, "describe": DescribeResponse, "stats": StatsResponse}
@@ -65,7 +65,7 @@ class Handler(InferenceHandler):
             raise ValueError("the handler failed on purpose")
         return inputs
 
-    def postprocess(self, outputs, frame, request):
+    def postprocess(self, outputs, inputs, frame, request):
         if outputs["options"].get("invalid"):
             return [{"class_id": 0, "class_name": "thing", "confidence": 2.0, "bbox": [0, 0, 1, 1]}]
         return [Detection(class_id=0, class_name="thing", confidence=1.0,

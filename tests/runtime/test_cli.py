@@ -11,9 +11,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from ai_model_container.cli import main
+from ai_model_container.daemon.cli import main
 from ai_model_container.device import detect_gpu
-from ai_model_container.frame_writer import synthetic_scene
+from ruth_model_tools.frame_writer import synthetic_scene
 
 from .conftest import MODEL_FIELDS
 from .helpers import write_flat_frame
@@ -121,7 +121,7 @@ def test_infer_on_a_missing_camera_or_daemon_fails_clearly(make_writer, camera_i
 
 def test_example_client_talks_to_the_example_container(example_daemon, socket_dir, camera_id):
     result = subprocess.run(
-        [sys.executable, "-m", "ai_model_container.example_client", "--model-id", example_daemon.model_id,
+        [sys.executable, "-m", "ruth_model_tools.example_client", "--model-id", example_daemon.model_id,
          "--camera", camera_id, "--frames", "3", "--socket-dir", str(socket_dir)],
         capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

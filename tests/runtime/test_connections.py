@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from ai_model_container.client import inference_request
-from ai_model_container.wire import LENGTH_PREFIX
+from ai_model_container.contract.client import inference_request
+from ai_model_container.contract.wire import LENGTH_PREFIX
 
 from .helpers import RawConnection, request_dict, write_flat_frame
 

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from ai_model_container.client import inference_request
-from ai_model_container.frame_reader import DEFAULT_REVALIDATE_S
-from ai_model_container.schema import ErrorCode
-from ai_model_container.shm_layout import SegmentHeader, SlotRecord
+from ai_model_container.contract.client import inference_request
+from ai_model_container.contract.frame_reader import DEFAULT_REVALIDATE_S
+from ai_model_container.contract.schema import ErrorCode
+from ai_model_container.contract.shm_layout import SegmentHeader, SlotRecord
 
 from .helpers import RawConnection, luma_for, request_dict, write_flat_frame
 

@@ -9,14 +9,14 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import EXAMPLE_MODEL_DIR, launch_daemon
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import EXAMPLE_MODEL_DIR, launch_daemon
-from ai_model_container.client import inference_request
-from ai_model_container.frame_writer import synthetic_scene
-from ai_model_container.schema import InferenceResponse
-from ai_model_container.wire import LENGTH_PREFIX, frame
+from ai_model_container.contract.client import inference_request
+from ai_model_container.contract.schema import InferenceResponse
+from ai_model_container.contract.wire import LENGTH_PREFIX, frame
+from ruth_model_tools.frame_writer import synthetic_scene
 
 from .helpers import RawConnection, parse_response, request_dict
 

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from ai_model_container.client import inference_request
-from ai_model_container.container import ModelDaemon
-from ai_model_container.schema import ErrorCode
+from ai_model_container.contract.client import inference_request
+from ai_model_container.contract.schema import ErrorCode
+from ai_model_container.daemon.container import ModelDaemon
 
 from .helpers import RawConnection, request_dict, write_flat_frame
 

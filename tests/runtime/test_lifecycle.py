@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from ai_model_container.client import ModelUnavailable, inference_request
-from ai_model_container.paths import socket_path
+from ai_model_container.contract.client import ModelUnavailable, inference_request
+from ai_model_container.contract.paths import socket_path
 
 from .helpers import RawConnection, luma_for, request_dict, write_flat_frame
 

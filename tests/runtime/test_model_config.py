@@ -7,9 +7,9 @@ import hashlib
 import pytest
 import yaml
 
+from ai_model_container.contract.model_config import ModelConfigError, Resources, load_model_config
+from ai_model_container.daemon.discovery import discover_models
 from ai_model_container.device import DEVICE_ENV, detect_gpu, select_device
-from ai_model_container.discovery import discover_models
-from ai_model_container.model_config import ModelConfigError, Resources, load_model_config
 
 from .conftest import MODEL_FIELDS
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from ai_model_container.client import inference_request
+from ai_model_container.contract.client import inference_request
+from ai_model_container.contract.schema import ErrorCode, InferenceResponse
+from ai_model_container.contract.wire import LENGTH_PREFIX
 from ai_model_container.device import detect_gpu
-from ai_model_container.schema import ErrorCode, InferenceResponse
-from ai_model_container.wire import LENGTH_PREFIX
 
 from .helpers import RawConnection, request_dict, write_flat_frame
 

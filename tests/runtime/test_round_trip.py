@@ -6,7 +6,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from ai_model_container import __version__
-from ai_model_container.client import inference_request
+from ai_model_container.contract.client import inference_request
 
 from .helpers import RawConnection, luma_for, request_dict, write_flat_frame
 

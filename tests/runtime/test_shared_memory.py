@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ai_model_container.client import inference_request
-from ai_model_container.frame_reader import FrameReader
-from ai_model_container.schema import ErrorCode, FrameMetadata
-from ai_model_container.shm_layout import segment_reference
+from ai_model_container.contract.client import inference_request
+from ai_model_container.contract.frame_reader import FrameReader
+from ai_model_container.contract.schema import ErrorCode, FrameMetadata
+from ai_model_container.contract.shm_layout import segment_reference
 
 from .helpers import luma_for, write_flat_frame
 

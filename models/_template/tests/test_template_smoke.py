@@ -27,11 +27,11 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 
-from ai_model_container.client import ClientError, ModelClient, inference_request
-from ai_model_container.frame_writer import FrameWriter, synthetic_scene
-from ai_model_container.model_config import load_model_config
-from ai_model_container.paths import socket_path
-from ai_model_container.schema import ErrorCode
+from ai_model_container.contract.client import ClientError, ModelClient, inference_request
+from ai_model_container.contract.model_config import load_model_config
+from ai_model_container.contract.paths import socket_path
+from ai_model_container.contract.schema import ErrorCode
+from ruth_model_tools.frame_writer import FrameWriter, synthetic_scene
 
 MODEL_DIR = Path(__file__).resolve().parents[1]
 CONFIG = load_model_config(MODEL_DIR / "model.yaml")
@@ -56,7 +56,7 @@ def served() -> Iterator[Served]:
     model = Served(f"{CONFIG.model_id}_{uuid.uuid4().hex[:8]}", socket_dir)
     log = (socket_dir / "daemon.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "ai_model_container.cli", "serve", str(MODEL_DIR),
+        [sys.executable, "-m", "ai_model_container.daemon.cli", "serve", str(MODEL_DIR),
          "--socket-dir", str(socket_dir), "--model-id", model.model_id],
         stdout=log, stderr=subprocess.STDOUT,
     )
@@ -92,9 +92,9 @@ def camera() -> Iterator[FrameWriter]:
 
 
 def example_client(served: Served, camera: FrameWriter, frames: int) -> list[dict[str, Any]]:
-    """Run ``python -m ai_model_container.example_client`` against the daemon; its responses as dicts."""
+    """Run ``python -m ruth_model_tools.example_client`` against the daemon; its responses as dicts."""
     result = subprocess.run(
-        [sys.executable, "-m", "ai_model_container.example_client", "--model-id", served.model_id,
+        [sys.executable, "-m", "ruth_model_tools.example_client", "--model-id", served.model_id,
          "--camera", camera.camera_id, "--frames", str(frames), "--socket-dir", str(served.socket_dir)],
         capture_output=True, text=True, timeout=120,
     )

@@ -1,0 +1,262 @@
+"""``ruth-ai``: run Ruth AI Core, look at it, and manage the model registry.
+
+A first session, with a model daemon and a camera already running:
+
+    ruth-ai models import --from-daemon example
+    echo 'assignments: [{camera: cam1, model: example, fps: 5}]' > assignments.yaml
+    ruth-ai run --assignments assignments.yaml --events events.jsonl &
+    ruth-ai status
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from ai_model_container.contract.client import ClientError
+from ai_model_container.contract.model_config import ModelConfigError
+from ai_model_container.contract.paths import SOCKET_DIR_ENV, socket_path
+
+from . import __version__
+from .agent import DEFAULT_POLL_INTERVAL_S
+from .assignments import AssignmentError, load_assignments
+from .core import Core
+from .events import JsonLinesSink
+from .metrics import DEFAULT_METRICS_ADDR, DEFAULT_METRICS_PORT
+from .reconcile import DEFAULT_WATCH_INTERVAL_S, Reconciler, check_assignments
+from .registry import ModelRegistry, RegistryError, default_registry_path
+from .router import DEFAULT_HEALTH_INTERVAL_S, DEFAULT_POOL_SIZE, DEFAULT_REQUEST_TIMEOUT_S, RouteSettings
+from .routing import RoutingError, load_routing
+from .status import StatusUnavailable, render, scrape
+
+EXIT_CONFIG = 2
+EXIT_UNAVAILABLE = 3
+
+logger = logging.getLogger("ruth-ai")
+
+
+def configure_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+registry_option = click.option(
+    "--registry", "registry_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="Model registry database (default: $RUTH_AI_REGISTRY or ~/.local/share/ruth-ai/registry.sqlite3).",
+)
+
+
+def _open_registry(path: Optional[Path]) -> ModelRegistry:
+    try:
+        return ModelRegistry(path or default_registry_path())
+    except (RegistryError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ruth-ai")
+def main() -> None:
+    """Ruth AI Core: feed camera frames to model daemons at each subscription's FPS, and manage models."""
+
+
+@main.command()
+@click.option("--assignments", "assignments_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="YAML of camera -> model assignments; watched for changes.")
+@registry_option
+@click.option("--routing", "routing_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="YAML pointing models at other sockets (default: <socket dir>/vas_model_<id>.sock).")
+@click.option("--events", default="events.jsonl", show_default=True, help="JSON Lines file for result events; '-' for stdout.")
+@click.option("--socket-dir", envvar=SOCKET_DIR_ENV, default=None, metavar="DIR", help="Model socket directory.")
+@click.option("--metrics-addr", default=DEFAULT_METRICS_ADDR, show_default=True)
+@click.option("--metrics-port", default=DEFAULT_METRICS_PORT, show_default=True, help="0 picks a free port.")
+@click.option("--pool-size", default=DEFAULT_POOL_SIZE, show_default=True, help="Connections (and workers) per model.")
+@click.option("--request-timeout", default=DEFAULT_REQUEST_TIMEOUT_S, show_default=True, help="Seconds per inference.")
+@click.option("--health-interval", default=DEFAULT_HEALTH_INTERVAL_S, show_default=True, help="Seconds between health probes.")
+@click.option("--poll-ms", default=DEFAULT_POLL_INTERVAL_S * 1000, show_default=True, help="How often agents look for a new frame.")
+@click.option("--watch-interval", default=DEFAULT_WATCH_INTERVAL_S, show_default=True, help="Seconds between checks for changed files.")
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds (default: until SIGTERM/Ctrl-C).")
+@click.option("-v", "--verbose", is_flag=True)
+def run(assignments_path: Path, registry_path: Optional[Path], routing_path: Optional[Path], events: str,
+        socket_dir: Optional[str], metrics_addr: str, metrics_port: int, pool_size: int, request_timeout: float,
+        health_interval: float, poll_ms: float, watch_interval: float, duration: Optional[float], verbose: bool) -> None:
+    """Run the core until SIGTERM or Ctrl-C; SIGHUP re-reads the assignments now."""
+    configure_logging(verbose)
+    try:
+        load_assignments(assignments_path)
+        routing = load_routing(routing_path)
+    except (AssignmentError, RoutingError) as exc:
+        logger.error("cannot start: %s", exc)
+        sys.exit(EXIT_CONFIG)
+    registry = _open_registry(registry_path)
+    settings = RouteSettings(pool_size=pool_size, request_timeout_s=request_timeout, health_interval_s=health_interval)
+    core = Core(JsonLinesSink(events), routing, settings, socket_dir, poll_interval_s=poll_ms / 1000.0)
+    try:
+        server = core.metrics.serve(metrics_addr, metrics_port)
+    except OSError as exc:
+        logger.error("cannot serve metrics on %s:%d: %s", metrics_addr, metrics_port, exc)
+        core.stop()
+        sys.exit(EXIT_CONFIG)
+    logger.info("metrics at %s", server.url)
+    reconciler = Reconciler(core, assignments_path, registry, routing_path)
+    stop = threading.Event()
+
+    def request_stop(*_: object) -> None:
+        stop.set()
+        reconciler.wake()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGHUP, lambda *_: reconciler.request())
+    if duration is not None:
+        timer = threading.Timer(duration, request_stop)
+        timer.daemon = True
+        timer.start()
+    try:
+        reconciler.reconcile()
+        reconciler.watch(stop, watch_interval)
+    finally:
+        totals = core.stop()
+        server.close()
+        core.sink.close()
+        registry.close()
+    logger.info("stopped: selected=%d results=%d errors=%d dropped=%s in_flight=%d", totals.selected, totals.results,
+                totals.errors, json.dumps(totals.dropped, sort_keys=True), totals.in_flight)
+
+
+@main.command()
+@click.option("--metrics-url", default=f"http://{DEFAULT_METRICS_ADDR}:{DEFAULT_METRICS_PORT}/metrics", show_default=True)
+@click.option("--interval", default=1.0, show_default=True, help="Seconds between the two scrapes that give rates; 0 for totals only.")
+def status(metrics_url: str, interval: float) -> None:
+    """Print subscriptions (FPS achieved, latency, skips) and model health of a running core; exits 3 if none answers."""
+    try:
+        first = scrape(metrics_url)
+        if interval > 0:
+            time.sleep(interval)
+            click.echo(render(scrape(metrics_url), first))
+        else:
+            click.echo(render(first))
+    except StatusUnavailable as exc:
+        click.echo(f"{exc}\nIs `ruth-ai run` running with this --metrics-port?", err=True)
+        sys.exit(EXIT_UNAVAILABLE)
+
+
+@main.command()
+@click.argument("assignments_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@registry_option
+def check(assignments_path: Path, registry_path: Optional[Path]) -> None:
+    """Validate an assignments file against the registry; exits 2 if any assignment is rejected."""
+    try:
+        assignments = load_assignments(assignments_path).assignments
+    except AssignmentError as exc:
+        click.echo(f"INVALID {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    with _open_registry(registry_path) as registry:
+        accepted, rejected = check_assignments(assignments, registry)
+    for assignment in accepted:
+        click.echo(f"OK       {assignment.camera} -> {assignment.model} at {assignment.fps:g} fps")
+    for assignment, reason in rejected:
+        click.echo(f"REJECTED {assignment.camera} -> {assignment.model}: {reason}", err=True)
+    if rejected:
+        sys.exit(EXIT_CONFIG)
+
+
+@main.group()
+def models() -> None:
+    """The model registry: which models exist, their versions, and whether they may be assigned."""
+
+
+@models.command("list")
+@registry_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def models_list(registry_path: Optional[Path], as_json: bool) -> None:
+    """List registered models."""
+    with _open_registry(registry_path) as registry:
+        entries = registry.list()
+    if as_json:
+        click.echo(json.dumps([{"model_id": e.model_id, "enabled": e.enabled, "version": e.current_version,
+                                "versions": e.versions, "name": e.name} for e in entries], indent=2))
+        return
+    click.echo(f"{'model_id':<24} {'version':<10} {'enabled':<8} name")
+    for entry in entries:
+        click.echo(f"{entry.model_id:<24} {entry.current_version:<10} {'yes' if entry.enabled else 'NO':<8} {entry.name}")
+
+
+@models.command("show")
+@click.argument("model_id")
+@registry_option
+def models_show(model_id: str, registry_path: Optional[Path]) -> None:
+    """Print one model's registry entry and current metadata as JSON."""
+    with _open_registry(registry_path) as registry:
+        entry = registry.get(model_id)
+    if entry is None:
+        raise click.ClickException(f"model {model_id!r} is not in the registry")
+    click.echo(json.dumps({"model_id": entry.model_id, "enabled": entry.enabled, "current_version": entry.current_version,
+                           "versions": entry.versions, "source": entry.source, "updated_at": entry.updated_at,
+                           "metadata": entry.metadata}, indent=2))
+
+
+def _set_enabled(model_id: str, registry_path: Optional[Path], enabled: bool) -> None:
+    with _open_registry(registry_path) as registry:
+        try:
+            registry.set_enabled(model_id, enabled)
+        except RegistryError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"{model_id}: {'enabled' if enabled else 'disabled'}")
+
+
+@models.command("enable")
+@click.argument("model_id")
+@registry_option
+def models_enable(model_id: str, registry_path: Optional[Path]) -> None:
+    """Allow assignments to MODEL_ID."""
+    _set_enabled(model_id, registry_path, True)
+
+
+@models.command("disable")
+@click.argument("model_id")
+@registry_option
+def models_disable(model_id: str, registry_path: Optional[Path]) -> None:
+    """Reject assignments to MODEL_ID; a running core stops its subscriptions."""
+    _set_enabled(model_id, registry_path, False)
+
+
+@models.command("import")
+@click.argument("model_yaml", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--from-daemon", "daemon_model_id", default=None, metavar="MODEL_ID",
+              help="Import what the running daemon of MODEL_ID reports through its describe op.")
+@click.option("--socket-dir", envvar=SOCKET_DIR_ENV, default=None, metavar="DIR")
+@click.option("--disabled", is_flag=True, help="Register the model disabled (new models start enabled).")
+@registry_option
+def models_import(model_yaml: Optional[Path], daemon_model_id: Optional[str], socket_dir: Optional[str],
+                  disabled: bool, registry_path: Optional[Path]) -> None:
+    """Register a model from MODEL_YAML, or from a running daemon (--from-daemon)."""
+    if (model_yaml is None) == (daemon_model_id is None):
+        raise click.UsageError("give either MODEL_YAML or --from-daemon MODEL_ID")
+    enabled = False if disabled else None
+    with _open_registry(registry_path) as registry:
+        try:
+            if model_yaml is not None:
+                entry = registry.import_model_yaml(model_yaml, enabled)
+            else:
+                assert daemon_model_id is not None
+                entry = registry.import_from_daemon(socket_path(daemon_model_id, socket_dir), enabled=enabled)
+        except (ModelConfigError, RegistryError) as exc:
+            click.echo(f"cannot import: {exc}", err=True)
+            sys.exit(EXIT_CONFIG)
+        except ClientError as exc:
+            click.echo(f"cannot import: {exc}", err=True)
+            sys.exit(EXIT_UNAVAILABLE)
+    click.echo(f"{entry.model_id} {entry.current_version} imported ({'enabled' if entry.enabled else 'disabled'}) from {entry.source}")
+
+
+if __name__ == "__main__":
+    main()

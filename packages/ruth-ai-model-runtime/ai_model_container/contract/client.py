@@ -1,0 +1,140 @@
+"""A client for one model daemon over one persistent connection.
+
+Used by example_client, the CLI, the template's smoke test and, through its
+connection pool, by Ruth AI Core. No retries here: an inference that failed is
+reported, never sent twice (CONTRACT.md, "Error codes": dropped frames are normal).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+from typing import Any, Optional, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from ai_model_container.contract.schema import (
+    DescribeResponse,
+    HealthResponse,
+    InferenceRequest,
+    InferenceResponse,
+    StatsResponse,
+)
+from ai_model_container.contract.shm_layout import segment_reference
+from ai_model_container.contract.wire import DEFAULT_MAX_MESSAGE_BYTES, FramingError, MessageStream, encode_model
+
+R = TypeVar("R", bound=BaseModel)
+
+DEFAULT_CONNECT_TIMEOUT_S = 1.0
+DEFAULT_REQUEST_TIMEOUT_S = 10.0
+
+
+class ClientError(Exception):
+    """The request got no valid response; the connection is closed."""
+
+
+class ModelUnavailable(ClientError):
+    """The daemon's socket is missing or refuses connections."""
+
+
+class RequestTimedOut(ClientError):
+    """No response within the request timeout."""
+
+
+def inference_request(model_id: str, camera_id: str, frame_id: int, width: int, height: int,
+                      config: Optional[dict[str, Any]] = None, timestamp_ns: Optional[int] = None) -> InferenceRequest:
+    """Build the request for frame ``frame_id`` of ``camera_id``'s ring."""
+    return InferenceRequest(
+        frame_reference=segment_reference(camera_id),
+        frame_metadata={"frame_id": frame_id, "width": width, "height": height, "timestamp_ns": timestamp_ns},
+        camera_id=camera_id, model_id=model_id, timestamp=time.time(), config=config or {},
+    )
+
+
+class ModelClient:
+    def __init__(self, socket_path: Path, connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+                 request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        self.socket_path = Path(socket_path)
+        self.connect_timeout_s = connect_timeout_s
+        self.request_timeout_s = request_timeout_s
+        self.max_message_bytes = max_message_bytes
+        self._stream: Optional[MessageStream] = None
+
+    @property
+    def connected(self) -> bool:
+        return self._stream is not None
+
+    def connect(self) -> None:
+        if self._stream is not None:
+            return
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.connect_timeout_s)
+        try:
+            sock.connect(str(self.socket_path))
+        except OSError as exc:
+            sock.close()
+            raise ModelUnavailable(f"cannot connect to {self.socket_path}: {exc.strerror or exc}") from None
+        sock.settimeout(self.request_timeout_s)
+        self._stream = MessageStream(sock, self.max_message_bytes, body_timeout_s=self.request_timeout_s)
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.sock.close()
+            self._stream = None
+
+    def __enter__(self) -> "ModelClient":
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def exchange(self, body: bytes) -> bytes:
+        """Send one raw request body and return the raw response body."""
+        self.connect()
+        assert self._stream is not None
+        try:
+            self._stream.send(body)
+            return self._stream.receive()
+        except TimeoutError:
+            self.close()
+            raise RequestTimedOut(f"no response from {self.socket_path} within {self.request_timeout_s}s") from None
+        except (FramingError, OSError) as exc:
+            self.close()
+            raise ClientError(f"connection to {self.socket_path} failed: {exc}") from None
+
+    def call(self, request: BaseModel, response_type: type[R]) -> R:
+        raw = self.exchange(encode_model(request))
+        try:
+            return response_type.model_validate_json(raw)
+        except ValidationError as exc:
+            self.close()
+            raise ClientError(f"malformed response from {self.socket_path}: {exc}") from None
+
+    def infer(self, request: InferenceRequest) -> InferenceResponse:
+        return self.call(request, InferenceResponse)
+
+    def health(self) -> HealthResponse:
+        return self._control("health", HealthResponse)
+
+    def describe(self) -> DescribeResponse:
+        return self._control("describe", DescribeResponse)
+
+    def stats(self) -> StatsResponse:
+        return self._control("stats", StatsResponse)
+
+    def _control(self, op: str, response_type: type[R]) -> R:
+        raw = self.exchange(b'{"op":"%s"}' % op.encode())
+        try:
+            return response_type.model_validate_json(raw)
+        except ValidationError:
+            pass
+        # A daemon that could not understand the op answers with an InferenceResponse error.
+        try:
+            error = InferenceResponse.model_validate_json(raw)
+        except ValidationError as exc:
+            self.close()
+            raise ClientError(f"malformed {op} response from {self.socket_path}: {exc}") from None
+        raise ClientError(f"{op} failed: {error.error_code}: {error.error}")

@@ -1,0 +1,124 @@
+"""The model daemon's lifecycle: load, warm up, serve, report READY, drain on a signal.
+
+Startup (CONTRACT.md, "Health states"): read model.yaml, verify the weights, pick the device,
+load the model (once), warm it up, then open the socket and report READY, both
+as a log line and through the health op. A model that cannot load is a
+configuration error and the daemon exits non-zero with the reason; a missing
+GPU is not (the daemon starts DEGRADED, see device.py).
+
+SIGTERM and SIGINT stop accepting, let requests in flight finish within the
+drain deadline, remove the socket and exit 0.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Optional
+
+from ai_model_container.contract.model_config import MODEL_FILE, ModelConfig, load_model_config, verify_weights
+from ai_model_container.contract.paths import socket_path
+from ai_model_container.contract.schema import is_identifier
+from ai_model_container.daemon.server import IPCServer
+from ai_model_container.daemon.service import ModelService
+from ai_model_container.device import Device, select_device
+from ai_model_container.handler import InferenceHandler
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DRAIN_TIMEOUT_S = 10.0
+
+
+class StartupError(RuntimeError):
+    """The daemon cannot serve this model; the message says why."""
+
+
+def load_handler(config: ModelConfig, model_dir: Path, device: Device) -> InferenceHandler:
+    """Import the entry point ``module:Class`` from the model directory and instantiate it."""
+    module_name, class_name = config.entry_point.split(":")
+    directory = str(model_dir.resolve())
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise StartupError(f"{config.model_id}: cannot import {module_name!r} from {model_dir}: {exc}") from exc
+    handler_class = getattr(module, class_name, None)
+    if not (isinstance(handler_class, type) and issubclass(handler_class, InferenceHandler)):
+        raise StartupError(f"{config.model_id}: {config.entry_point} is not an InferenceHandler subclass")
+    return handler_class(config, model_dir, device)
+
+
+class ModelDaemon:
+    def __init__(self, model_dir: Path, socket_dir: Optional[str] = None, model_id: Optional[str] = None,
+                 drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S) -> None:
+        self.model_dir = model_dir
+        self.socket_dir = socket_dir
+        self.model_id_override = model_id
+        self.drain_timeout_s = drain_timeout_s
+        self.server: Optional[IPCServer] = None
+        self.handler: Optional[InferenceHandler] = None
+        self._stop = threading.Event()
+
+    def start(self) -> IPCServer:
+        """Load and warm up the model, then start serving; raises StartupError or the config errors."""
+        config = load_model_config(self.model_dir / MODEL_FILE)
+        if self.model_id_override:
+            if not is_identifier(self.model_id_override):
+                raise StartupError(f"model id {self.model_id_override!r} is not [A-Za-z0-9_-]{{1,64}}")
+            config = ModelConfig.model_validate({**config.model_dump(), "model_id": self.model_id_override})
+        verify_weights(config, self.model_dir)
+        try:
+            device = select_device(config.resources)
+        except ValueError as exc:  # a bad RUTH_DEVICE is a configuration error, not a crash
+            raise StartupError(f"{config.model_id}: {exc}") from None
+        handler = load_handler(config, self.model_dir, device)
+        if device.degraded_reason:
+            logger.warning("%s starts DEGRADED: %s", config.model_id, device.degraded_reason)
+        else:
+            try:
+                handler.load()
+                handler.warmup()
+            except Exception as exc:
+                raise StartupError(f"{config.model_id}: loading the model failed: {type(exc).__name__}: {exc}") from exc
+        self.handler = handler
+        service = ModelService(config, handler, device)
+        server = IPCServer(socket_path(config.model_id, self.socket_dir), service)
+        try:
+            server.start()
+        except BaseException:
+            service.close()
+            handler.close()
+            raise
+        self.server = server
+        logger.info("%s model_id=%s version=%s device=%s socket=%s", service.status.value, config.model_id,
+                    config.model_version, device, server.socket_path)
+        return server
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        """Start, serve until SIGTERM or SIGINT, then shut down cleanly."""
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            server = self.start()
+            self._stop.wait()
+            logger.info("draining %s (deadline %.1fs)", server.socket_path, self.drain_timeout_s)
+            server.shutdown(self.drain_timeout_s)
+            server.service.close()
+            if self.handler is not None:
+                self.handler.close()
+            logger.info("stopped")
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, _frame: Optional[FrameType]) -> None:
+        logger.info("received %s", signal.Signals(signum).name)
+        self._stop.set()
