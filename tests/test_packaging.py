@@ -1,13 +1,15 @@
 """Each distribution, installed on its own into a fresh virtual environment, has working commands.
 
-Not editable installs: wheels built from packages/<name>, the way a user or the base image gets
-them, so a module left out of a distribution, a missing dependency or a template that is not
-shipped as package data fails here. pip's cache (filled by ``make install``) keeps it fast.
+Not editable installs: wheels built from a copy of packages/<name>, the way a user or the base
+image gets them, so a module left out of a distribution, a missing dependency or a template that
+is not shipped as package data fails here. (A copy, because setuptools builds in the source tree.)
+pip's cache (filled by ``make install``) keeps it fast.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import venv
@@ -17,9 +19,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ROOT / "packages"
-RUNTIME, CORE, TOOLS = (PACKAGES / name for name in ("ruth-ai-model-runtime", "ruth-ai-core", "ruth-ai-model-tools"))
+NAMES = ("ruth-ai-model-runtime", "ruth-ai-core", "ruth-ai-model-tools")
+LEFT_OUT = shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".pytest_cache", ".wheelhouse")
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """packages/ and the template it links to, copied with the same relative layout."""
+    root = tmp_path_factory.mktemp("sources")
+    shutil.copytree(PACKAGES, root / "packages", symlinks=True, ignore=LEFT_OUT)
+    shutil.copytree(ROOT / "models" / "_template", root / "models" / "_template", ignore=LEFT_OUT)
+    return {name: root / "packages" / name for name in NAMES}
 
 
 def fresh_env(directory: Path, *projects: Path) -> Path:
@@ -43,8 +55,8 @@ def modules_loaded_by(bin_dir: Path, statement: str) -> set[str]:
     return set(result.stdout.split())
 
 
-def test_the_runtime_alone_serves_models_and_ships_no_core_or_tools(tmp_path: Path) -> None:
-    bin_dir = fresh_env(tmp_path / "env", RUNTIME)
+def test_the_runtime_alone_serves_models_and_ships_no_core_or_tools(tmp_path: Path, sources: dict[str, Path]) -> None:
+    bin_dir = fresh_env(tmp_path / "env", sources["ruth-ai-model-runtime"])
     for command in ("ruth-model", "ruth-serve", "ruth-install-model"):
         result = run(bin_dir, command, "--help")
         assert result.returncode == 0, f"{command} --help: {result.stderr}"
@@ -57,8 +69,8 @@ def test_the_runtime_alone_serves_models_and_ships_no_core_or_tools(tmp_path: Pa
     assert "ai_model_container" not in loaded
 
 
-def test_core_runs_on_the_contract_without_opencv_or_the_daemon(tmp_path: Path) -> None:
-    bin_dir = fresh_env(tmp_path / "env", RUNTIME, CORE)
+def test_core_runs_on_the_contract_without_opencv_or_the_daemon(tmp_path: Path, sources: dict[str, Path]) -> None:
+    bin_dir = fresh_env(tmp_path / "env", sources["ruth-ai-model-runtime"], sources["ruth-ai-core"])
     for arguments in (("--help",), ("run", "--help"), ("status", "--help"), ("models", "--help")):
         result = run(bin_dir, "ruth-ai", *arguments)
         assert result.returncode == 0, f"ruth-ai {' '.join(arguments)}: {result.stderr}"
@@ -69,13 +81,13 @@ def test_core_runs_on_the_contract_without_opencv_or_the_daemon(tmp_path: Path) 
 
 def test_core_source_imports_nothing_of_the_runtime_but_the_contract() -> None:
     imports = re.compile(r"^\s*(?:from|import) (ai_model_container[\w.]*)", re.M)
-    for path in (CORE / "ruth_ai_core").rglob("*.py"):
+    for path in (PACKAGES / "ruth-ai-core" / "ruth_ai_core").rglob("*.py"):
         for module in imports.findall(path.read_text()):
             assert module.startswith("ai_model_container.contract"), f"{path.name} imports {module}"
 
 
-def test_the_tools_add_their_commands_and_ship_the_template(tmp_path: Path) -> None:
-    bin_dir = fresh_env(tmp_path / "env", RUNTIME, TOOLS)
+def test_the_tools_add_their_commands_and_ship_the_template(tmp_path: Path, sources: dict[str, Path]) -> None:
+    bin_dir = fresh_env(tmp_path / "env", sources["ruth-ai-model-runtime"], sources["ruth-ai-model-tools"])
     commands = run(bin_dir, "ruth-model", "--help").stdout
     assert "write-frames" in commands and "new" in commands
     assert run(bin_dir, "ruth-model", "write-frames", "--help").returncode == 0

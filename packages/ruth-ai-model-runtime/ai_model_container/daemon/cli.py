@@ -29,7 +29,7 @@ from ai_model_container.contract.model_config import ModelConfigError, WeightsEr
 from ai_model_container.contract.paths import SOCKET_DIR_ENV, models_root, socket_path
 from ai_model_container.daemon.container import ModelDaemon, StartupError
 from ai_model_container.daemon.discovery import discover_models
-from ai_model_container.daemon.server import SocketInUseError
+from ai_model_container.daemon.socket_claim import SocketInUseError
 
 EXIT_CONFIG = 2
 EXIT_UNAVAILABLE = 3

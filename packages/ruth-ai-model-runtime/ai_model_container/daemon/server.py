@@ -5,10 +5,8 @@ client gets the lowest possible latency (no hand-off between threads), and the
 bound keeps a flood of clients from exhausting the daemon; the connection past
 the bound is answered OVERLOADED and closed.
 
-Socket ownership: an exclusive ``flock`` on ``<socket>.lock`` decides which
-process owns the path, so a second daemon for the same model refuses to start
-while the first is alive, and a socket file left by a dead one is replaced.
-The socket is created owner/group-only (0660) and removed on shutdown.
+Socket ownership (who may bind the path) is ``socket_claim``'s. The socket is
+created owner/group-only (0660) and removed on shutdown.
 
 Shutdown: stop accepting, wake idle connections, let requests already read
 finish and be answered until the drain deadline, then close what is left.
@@ -17,11 +15,9 @@ finish and be answered until the drain deadline, then close what is left.
 from __future__ import annotations
 
 import errno
-import fcntl
 import logging
 import os
 import socket
-import stat
 import threading
 import time
 from pathlib import Path
@@ -36,15 +32,12 @@ from ai_model_container.contract.wire import (
     frame,
 )
 from ai_model_container.daemon.service import ModelService
+from ai_model_container.daemon.socket_claim import claim, lock_path
 
 logger = logging.getLogger(__name__)
 
 SOCKET_MODE = 0o660
 LISTEN_BACKLOG = 128
-
-
-class SocketInUseError(RuntimeError):
-    """Another live daemon owns the socket path."""
 
 
 class _Connection:
@@ -121,7 +114,7 @@ class IPCServer:
     def start(self) -> None:
         """Claim the socket path and start accepting connections."""
         self.socket_path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_file = _claim(self.socket_path)
+        self._lock_file = claim(self.socket_path)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             listener.bind(str(self.socket_path))
@@ -230,60 +223,11 @@ class IPCServer:
         except FileNotFoundError:
             pass
         try:
-            os.unlink(_lock_path(self.socket_path))
+            os.unlink(lock_path(self.socket_path))
         except FileNotFoundError:
             pass
         os.close(self._lock_file)
         self._lock_file = None
-
-
-def _lock_path(socket_path: Path) -> Path:
-    return socket_path.with_name(socket_path.name + ".lock")
-
-
-def _claim(socket_path: Path) -> int:
-    """Take the ownership lock and clear a stale socket; raise SocketInUseError if a live daemon holds it."""
-    fd = os.open(_lock_path(socket_path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise SocketInUseError(f"{socket_path} is served by another live daemon") from None
-    try:
-        mode = os.lstat(socket_path).st_mode
-    except FileNotFoundError:
-        return fd
-    if not stat.S_ISSOCK(mode):
-        _abandon(fd, socket_path)
-        raise SocketInUseError(f"{socket_path} exists and is not a socket; refusing to replace it")
-    if _answers(socket_path):
-        # A live server that does not use the lock (an older runtime): leave it alone.
-        _abandon(fd, socket_path)
-        raise SocketInUseError(f"{socket_path} is served by another live daemon")
-    logger.info("removing stale socket %s left by a dead daemon", socket_path)
-    os.unlink(socket_path)
-    return fd
-
-
-def _abandon(fd: int, socket_path: Path) -> None:
-    """Give up a lock we hold without serving: remove the lock file we created, then release it."""
-    try:
-        os.unlink(_lock_path(socket_path))
-    except FileNotFoundError:
-        pass
-    os.close(fd)
-
-
-def _answers(socket_path: Path) -> bool:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(1.0)
-    try:
-        probe.connect(str(socket_path))
-        return True
-    except OSError:
-        return False
-    finally:
-        probe.close()
 
 
 def _shutdown(sock: socket.socket) -> None:

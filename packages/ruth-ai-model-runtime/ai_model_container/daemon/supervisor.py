@@ -28,8 +28,9 @@ from ai_model_container.contract.model_config import ModelConfig
 from ai_model_container.contract.paths import socket_path
 from ai_model_container.contract.schema import Detection, InferenceRequest
 from ai_model_container.daemon.discovery import DiscoveredModel
-from ai_model_container.daemon.server import IPCServer, SocketInUseError
+from ai_model_container.daemon.server import IPCServer
 from ai_model_container.daemon.service import ModelService
+from ai_model_container.daemon.socket_claim import SocketInUseError
 from ai_model_container.device import Device
 from ai_model_container.handler import FrameInfo, InferenceHandler
 
