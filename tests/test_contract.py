@@ -100,3 +100,16 @@ def test_the_handler_section_names_every_step_of_the_handler() -> None:
     assert list(inspect.signature(InferenceHandler.postprocess).parameters) == [
         "self", "outputs", "inputs", "frame", "request"]
     assert "`postprocess(outputs, inputs, frame, request)" in section
+
+
+def test_connection_limits_in_the_contract_are_the_code_constants() -> None:
+    from ai_model_container.contract.model_config import Batching
+    from ai_model_container.contract.wire import DEFAULT_BODY_TIMEOUT_S
+    from ai_model_container.daemon.connection import MAX_PIPELINED, WRITE_BUFFER_HIGH
+    from ai_model_container.daemon.server import DEFAULT_SEND_TIMEOUT_S
+
+    rows = {row[0]: row[1] for row in table_rows("## Limits")}
+    assert rows["answers owed on one connection"] == str(MAX_PIPELINED)
+    assert rows["one message, first byte to last"] == f"{DEFAULT_BODY_TIMEOUT_S:g} s"
+    assert rows["unread answers buffered"] == f"{WRITE_BUFFER_HIGH >> 20} MiB for {DEFAULT_SEND_TIMEOUT_S:g} s"
+    assert rows["wait for a batch to fill"] == f"{Batching.model_fields['max_queue_delay_us'].default} us"

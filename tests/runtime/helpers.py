@@ -15,7 +15,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from ai_model_container.contract.client import inference_request
+from ai_model_container.contract.client import connect_unix, inference_request
 from ai_model_container.contract.schema import (
     DescribeResponse,
     HealthResponse,
@@ -85,9 +85,8 @@ class RawConnection:
     """A plain AF_UNIX connection that sends arbitrary bytes and reads framed replies."""
 
     def __init__(self, path: Path, timeout_s: float = 5.0) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock = connect_unix(path, timeout_s)
         self.sock.settimeout(timeout_s)
-        self.sock.connect(str(path))
         self._buffer = b""
 
     def send(self, data: bytes) -> None:

@@ -39,7 +39,7 @@ def test_handler_failure_is_inference_failed_and_the_next_request_is_served(shar
         assert again.error_code is None and len(again.detections) == 1
 
 
-def test_request_past_its_deadline_gets_timeout_then_the_connection_closes(start_daemon, controlled_model, frame):
+def test_request_past_its_deadline_gets_timeout_and_the_connection_stays_usable(start_daemon, controlled_model, frame):
     camera_id, frame_id = frame
     daemon = start_daemon(controlled_model(limits={"timeout_ms": 300, "max_concurrent_requests": 2}))
     with RawConnection(daemon.socket) as connection:
@@ -50,12 +50,14 @@ def test_request_past_its_deadline_gets_timeout_then_the_connection_closes(start
         assert response.error_code is ErrorCode.TIMEOUT and "300 ms" in response.error
         assert (response.camera_id, response.frame_id) == (camera_id, frame_id)
         assert 0.28 <= elapsed < 1.0, f"TIMEOUT after {elapsed:.3f}s for a 300 ms deadline"
-        assert connection.is_closed_by_peer()
+        # The model still runs on one worker; the other serves the next request on the same connection.
+        connection.send_message(request_dict(daemon.model_id, camera_id, frame_id, WIDTH, HEIGHT))
+        assert connection.read_response().error_code is None
+    time.sleep(1.0)  # the late result of the timed-out request arrives and must go nowhere
     with daemon.client() as client:
         assert client.health().ready
-        assert client.infer(inference_request(daemon.model_id, camera_id, frame_id, WIDTH, HEIGHT)).error_code is None
         stats = client.stats()
-    assert stats.errors_by_code == {"TIMEOUT": 1} and stats.succeeded_total == 1
+    assert stats.errors_by_code == {"TIMEOUT": 1} and stats.succeeded_total == 1 and stats.in_flight == 0
 
 
 def test_request_finding_every_slot_busy_is_overloaded(start_daemon, controlled_model, make_gate, frame):
@@ -80,38 +82,58 @@ def test_request_finding_every_slot_busy_is_overloaded(start_daemon, controlled_
     finally:
         gate.release()
         thread.join(10)
-    assert second.error_code is ErrorCode.OVERLOADED and "1 inference slots" in second.error
+    assert second.error_code is ErrorCode.OVERLOADED and "1 workers" in second.error
     assert 0.045 <= waited < 1.0, f"refused after {waited:.3f}s, queue_wait_ms is 50"
     assert first[0].error_code is None
     with daemon.client() as client:
         assert client.infer(inference_request(daemon.model_id, camera_id, frame_id, WIDTH, HEIGHT)).error_code is None
 
 
-def test_connection_past_max_connections_is_overloaded_and_closed(start_daemon, controlled_model):
+def test_a_new_connection_past_the_limit_closes_the_longest_idle_one(start_daemon, controlled_model):
     daemon = start_daemon(controlled_model(limits={"max_connections": 2}))
-    held = [daemon.client(), daemon.client()]
-    for client in held:
-        assert client.health().ready  # both accepted and served: they occupy the two connections
-    with RawConnection(daemon.socket) as refused:
-        response = refused.read_response()
-        assert response.error_code is ErrorCode.OVERLOADED and "too many connections" in response.error
-        assert refused.is_closed_by_peer()
-    assert held[0].health().ready, "the refused connection must not disturb the served ones"
-    held.pop().close()
-    deadline = time.monotonic() + 5
-    while True:  # the daemon frees the slot once it sees the close
-        with RawConnection(daemon.socket) as connection:
-            try:
-                connection.send_message({"op": "stats"})
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # refused and closed before our request went out: the slot is not free yet
-            stats = connection.read_response()
-            if stats.error_code is None:
-                break
-        assert time.monotonic() < deadline, "connection slot never freed"
-        time.sleep(0.02)
-    held[0].close()
-    assert stats.errors_by_code["OVERLOADED"] >= 1
+    oldest, newer = RawConnection(daemon.socket), RawConnection(daemon.socket)
+    try:
+        for connection in (oldest, newer):
+            connection.send_message({"op": "health"})
+            assert connection.read_response().ready
+        newer.send_message({"op": "health"})  # newer is now the more recently active one
+        assert newer.read_response().ready
+        with RawConnection(daemon.socket) as newcomer:
+            newcomer.send_message({"op": "health"})
+            assert newcomer.read_response().ready, "the newcomer is served"
+            assert oldest.is_closed_by_peer(), "the longest-idle connection made room for it"
+            newer.send_message({"op": "health"})
+            assert newer.read_response().ready
+    finally:
+        oldest.close()
+        newer.close()
+
+
+def test_a_new_connection_is_refused_only_when_every_connection_is_busy(start_daemon, controlled_model, make_gate, frame):
+    camera_id, frame_id = frame
+    daemon = start_daemon(controlled_model(limits={"max_connections": 2, "max_concurrent_requests": 2}))
+    gates = [make_gate(), make_gate()]
+    busy = [RawConnection(daemon.socket), RawConnection(daemon.socket)]
+    try:
+        for connection, gate in zip(busy, gates):
+            connection.send_message(request_dict(daemon.model_id, camera_id, frame_id, WIDTH, HEIGHT, gate.config))
+        for gate in gates:
+            gate.wait_entered()
+        with RawConnection(daemon.socket) as refused:
+            response = refused.read_response()
+            assert response.error_code is ErrorCode.OVERLOADED and "too many connections" in response.error
+            assert refused.is_closed_by_peer()
+        for gate in gates:
+            gate.release()
+        for connection in busy:
+            assert connection.read_response().error_code is None, "the busy connections were not disturbed"
+    finally:
+        for gate in gates:
+            gate.release()
+        for connection in busy:
+            connection.close()
+    with daemon.client() as client:
+        assert client.stats().errors_by_code["OVERLOADED"] == 1
 
 
 def test_a_bug_in_the_runtime_is_answered_internal(controlled_model, socket_dir, model_id):
@@ -133,6 +155,5 @@ def test_a_bug_in_the_runtime_is_answered_internal(controlled_model, socket_dir,
             assert connection.read_response().model_id == model_id
     finally:
         server.shutdown(1.0)
-        server.service.close()
         daemon.handler.close()
     assert not server.socket_path.exists()

@@ -42,6 +42,30 @@ class RequestTimedOut(ClientError):
     """No response within the request timeout."""
 
 
+def connect_unix(path: Path, timeout_s: float) -> socket.socket:
+    """A connected AF_UNIX stream socket; raises ModelUnavailable when none within ``timeout_s``.
+
+    A Unix socket whose listen backlog is full refuses a connect with EAGAIN at once instead of
+    letting it wait (unlike TCP), which happens when a burst of clients arrives together: try
+    again until the timeout rather than call a busy daemon unavailable.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        try:
+            sock.connect(str(path))
+            return sock
+        except BlockingIOError:
+            sock.close()
+            if time.monotonic() >= deadline:
+                raise ModelUnavailable(f"cannot connect to {path}: its listen backlog stayed full") from None
+            time.sleep(0.002)
+        except OSError as exc:
+            sock.close()
+            raise ModelUnavailable(f"cannot connect to {path}: {exc.strerror or exc}") from None
+
+
 def inference_request(model_id: str, camera_id: str, frame_id: int, width: int, height: int,
                       config: Optional[dict[str, Any]] = None, timestamp_ns: Optional[int] = None) -> InferenceRequest:
     """Build the request for frame ``frame_id`` of ``camera_id``'s ring."""
@@ -69,13 +93,7 @@ class ModelClient:
     def connect(self) -> None:
         if self._stream is not None:
             return
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.connect_timeout_s)
-        try:
-            sock.connect(str(self.socket_path))
-        except OSError as exc:
-            sock.close()
-            raise ModelUnavailable(f"cannot connect to {self.socket_path}: {exc.strerror or exc}") from None
+        sock = connect_unix(self.socket_path, self.connect_timeout_s)
         sock.settimeout(self.request_timeout_s)
         self._stream = MessageStream(sock, self.max_message_bytes, body_timeout_s=self.request_timeout_s)
 

@@ -53,6 +53,16 @@ class Limits(_Section):
     max_message_bytes: int = Field(default=1 << 20, ge=1024, le=64 << 20, description="Largest request accepted.")
 
 
+class Batching(_Section):
+    """Dynamic batching: requests from any connections run as one model call (``infer_batch``)."""
+
+    max_batch_size: int = Field(ge=1, le=1024, description="Most requests in one model call.")
+    max_queue_delay_us: int = Field(
+        default=2000, ge=0, le=1_000_000,
+        description="How long the oldest waiting request may wait for its batch to fill, in microseconds.",
+    )
+
+
 class OutputSchema(_Section):
     classes: list[str] = Field(min_length=1, description="Class names; a detection's class_id indexes this list.")
     keypoints: Optional[list[str]] = None
@@ -80,6 +90,7 @@ class ModelConfig(_Section):
     expected_resolution: Optional[Resolution] = None
     resources: Resources = Resources()
     limits: Limits = Limits()
+    batching: Optional[Batching] = Field(default=None, description="Absent: every request is its own model call.")
     output_schema: OutputSchema
     entry_point: str = Field(pattern=ENTRY_POINT_PATTERN, description="module:Class of the handler.")
     weights: list[WeightFile] = Field(default_factory=list)

@@ -4,12 +4,12 @@ A message is a 4-byte big-endian unsigned length N followed by N bytes of
 UTF-8 JSON (one object). Connections are persistent: a client writes request
 after request and reads exactly one response for each, in order.
 
-Reading is built for the common case of a whole request arriving in one
-segment: one ``recv`` and one copy per message, no per-message timeout
-syscalls. Only
-when a message arrives in pieces does the reader arm ``body_timeout_s`` for
-the rest, so a peer that sends half a message and stalls cannot hold a worker
-forever.
+Two readers share these rules. ``MessageStream`` is the blocking one (the
+client): one ``recv`` and one copy per message in the common case of a whole
+message arriving in one segment, and ``body_timeout_s`` armed only when a
+message arrives in pieces. ``MessageDecoder`` is the event-driven one (the
+daemon's and Ruth AI Core's event loops): it is fed whatever bytes arrived and
+returns the whole messages among them; the caller owns the clock.
 """
 
 from __future__ import annotations
@@ -57,6 +57,51 @@ def frame(payload: bytes) -> bytes:
 def encode_model(message: BaseModel) -> bytes:
     """Serialize a schema model to the JSON body of a message (no prefix)."""
     return type(message).__pydantic_serializer__.to_json(message)
+
+
+class MessageDecoder:
+    """Splits a byte stream into message bodies as the bytes arrive, for event-driven readers.
+
+    ``feed`` returns every message completed by the new bytes; what remains of
+    a message that has started stays buffered. A length prefix over the limit
+    breaks the stream for good: the body will not be read, so it cannot be
+    resynchronised. ``feed`` then still returns the messages that came before
+    it and sets ``failure``; the caller answers those, then the failure, and
+    closes.
+    """
+
+    __slots__ = ("max_message_bytes", "failure", "_buffer")
+
+    def __init__(self, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        self.max_message_bytes = max_message_bytes
+        self.failure: Optional[MessageTooLarge] = None
+        self._buffer = b""
+
+    @property
+    def partial(self) -> bool:
+        """True while part of a message (prefix or body) is buffered."""
+        return bool(self._buffer)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if self.failure is not None:
+            return []
+        buffer = self._buffer + data if self._buffer else data
+        messages = []
+        position, size = 0, len(buffer)
+        prefix = LENGTH_PREFIX.size
+        while size - position >= prefix:
+            (length,) = LENGTH_PREFIX.unpack_from(buffer, position)
+            if length > self.max_message_bytes:
+                self.failure = MessageTooLarge(length, self.max_message_bytes)
+                self._buffer = b""
+                return messages
+            end = position + prefix + length
+            if end > size:
+                break
+            messages.append(buffer[position + prefix:end])
+            position = end
+        self._buffer = buffer[position:] if position < size else b""
+        return messages
 
 
 class MessageStream:

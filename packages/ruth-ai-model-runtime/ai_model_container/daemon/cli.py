@@ -59,11 +59,17 @@ def main() -> None:
 @socket_dir_option
 @click.option("--model-id", default=None, help="Serve under this id instead of model.yaml's model_id.")
 @click.option("--drain-timeout", default=10.0, show_default=True, help="Seconds to finish requests on shutdown.")
+@click.option("--listen-fd", type=int, default=None, hidden=True,
+              help="Serve this inherited listening socket (serve-all hands it over) instead of binding the path.")
+@click.option("--ready-fd", type=int, default=None, hidden=True,
+              help="Write 'ready' to this pipe once connections are accepted (serve-all waits for it).")
 @click.option("-v", "--verbose", is_flag=True)
-def serve(model_dir: Path, socket_dir: Optional[str], model_id: Optional[str], drain_timeout: float, verbose: bool) -> None:
+def serve(model_dir: Path, socket_dir: Optional[str], model_id: Optional[str], drain_timeout: float,
+          listen_fd: Optional[int], ready_fd: Optional[int], verbose: bool) -> None:
     """Serve the model in MODEL_DIR (a folder with model.yaml) until SIGTERM or Ctrl-C."""
     configure_logging(verbose)
-    daemon = ModelDaemon(model_dir, socket_dir=socket_dir, model_id=model_id, drain_timeout_s=drain_timeout)
+    daemon = ModelDaemon(model_dir, socket_dir=socket_dir, model_id=model_id, drain_timeout_s=drain_timeout,
+                         listen_fd=listen_fd, ready_fd=ready_fd)
     try:
         daemon.run()
     except (ModelConfigError, WeightsError, StartupError) as exc:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -32,6 +34,8 @@ from ai_model_container.handler import InferenceHandler
 logger = logging.getLogger(__name__)
 
 DEFAULT_DRAIN_TIMEOUT_S = 10.0
+READY_MESSAGE = b"ready\n"
+"""What a daemon started by ``serve-all`` writes to its ready pipe once it accepts connections."""
 
 
 class StartupError(RuntimeError):
@@ -56,11 +60,16 @@ def load_handler(config: ModelConfig, model_dir: Path, device: Device) -> Infere
 
 class ModelDaemon:
     def __init__(self, model_dir: Path, socket_dir: Optional[str] = None, model_id: Optional[str] = None,
-                 drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S) -> None:
+                 drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S, listen_fd: Optional[int] = None,
+                 ready_fd: Optional[int] = None) -> None:
+        """``listen_fd``: serve a listening socket handed over by ``serve-all`` instead of binding the path;
+        ``ready_fd``: a pipe to write ``ready`` to once connections are accepted (then closed)."""
         self.model_dir = model_dir
         self.socket_dir = socket_dir
         self.model_id_override = model_id
         self.drain_timeout_s = drain_timeout_s
+        self.listen_fd = listen_fd
+        self.ready_fd = ready_fd
         self.server: Optional[IPCServer] = None
         self.handler: Optional[InferenceHandler] = None
         self._stop = threading.Event()
@@ -88,14 +97,17 @@ class ModelDaemon:
                 raise StartupError(f"{config.model_id}: loading the model failed: {type(exc).__name__}: {exc}") from exc
         self.handler = handler
         service = ModelService(config, handler, device)
-        server = IPCServer(socket_path(config.model_id, self.socket_dir), service)
+        listener = socket.socket(fileno=self.listen_fd) if self.listen_fd is not None else None
+        server = IPCServer(socket_path(config.model_id, self.socket_dir), service, listener=listener)
         try:
             server.start()
         except BaseException:
-            service.close()
             handler.close()
             raise
         self.server = server
+        if self.ready_fd is not None:
+            os.write(self.ready_fd, READY_MESSAGE)
+            os.close(self.ready_fd)
         logger.info("%s model_id=%s version=%s device=%s socket=%s", service.status.value, config.model_id,
                     config.model_version, device, server.socket_path)
         return server
@@ -111,7 +123,6 @@ class ModelDaemon:
             self._stop.wait()
             logger.info("draining %s (deadline %.1fs)", server.socket_path, self.drain_timeout_s)
             server.shutdown(self.drain_timeout_s)
-            server.service.close()
             if self.handler is not None:
                 self.handler.close()
             logger.info("stopped")

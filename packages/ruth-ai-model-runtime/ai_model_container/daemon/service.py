@@ -1,30 +1,38 @@
-"""Turns one request body into exactly one response: the daemon's request logic.
+"""What a request means: validation, control ops, admission and deadlines, on the server's event loop.
 
-The server owns sockets and framing; this module owns what a request means:
-validation, control ops, admission (inference slots), deadlines, running the
-handler on the frame, and mapping every failure to a contract error code.
+The server owns sockets and framing; this module turns each request body into
+exactly one answer through its ``Reply``. Control ops and refusals are
+answered at once. An inference is checked (status, model id, frame
+reference), then queued for the model (``Batcher``); the worker threads run
+it through the ``Pipeline`` and hand the answer back to the loop. Two timers
+per request keep its promises (CONTRACT.md, "Timeouts, concurrency and
+shutdown"): one not yet started ``limits.queue_wait_ms`` after it arrived is
+answered OVERLOADED, one not answered ``limits.timeout_ms`` after it arrived
+is answered TIMEOUT. Its late result, if the model ever returns, is dropped.
 Nothing a client sends, and nothing a handler raises, escapes as an exception.
+
+``BaseService`` is what every service on a model socket shares (validation,
+control ops, counters); ``ModelService`` runs a model; the supervisor's
+stand-in (``stand_in``) answers for a model whose process is down.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import logging
 import platform
 import time
-from typing import Any, Optional, Protocol, Sequence
+from typing import Optional
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from ai_model_container import __version__
-from ai_model_container.contract.errors import RequestError
-from ai_model_container.contract.frame_reader import FrameReader, FrameView
+from ai_model_container.contract.frame_reader import FrameReader
 from ai_model_container.contract.model_config import ModelConfig
 from ai_model_container.contract.schema import (
     REQUEST_ADAPTER,
     DescribeRequest,
     DescribeResponse,
-    Detection,
     ErrorCode,
     HealthRequest,
     HealthResponse,
@@ -37,55 +45,49 @@ from ai_model_container.contract.schema import (
 )
 from ai_model_container.contract.shm_layout import segment_reference
 from ai_model_container.contract.wire import encode_model
-from ai_model_container.daemon.deadlines import Watchdog
-from ai_model_container.daemon.slots import InferenceSlots
+from ai_model_container.daemon.batcher import Batcher
+from ai_model_container.daemon.connection import Reply
+from ai_model_container.daemon.pipeline import Outcome, Pipeline
 from ai_model_container.daemon.stats import RequestStats
 from ai_model_container.device import Device
-from ai_model_container.handler import FrameInfo, InferenceHandler
+from ai_model_container.handler import InferenceHandler
 
-logger = logging.getLogger(__name__)
-
-_DETECTIONS = TypeAdapter(list[Detection])
 _INFERENCE_REQUEST = InferenceRequest.__pydantic_validator__
 """Inference is the hot path: validating straight against InferenceRequest skips the op union's
 Python discriminator (about 40% of validation). Anything it rejects goes through REQUEST_ADAPTER,
 which decides the request's kind or its error exactly as before."""
 
 
-class Exchange(Protocol):
-    """The server's side of one request: where its single response goes."""
+class BaseService:
+    """Validation, control ops and counters of a model socket; subclasses answer inference."""
 
-    def reply(self, payload: bytes, close: bool = False) -> bool:
-        """Send the response unless one was already sent; ``close`` ends the connection after it."""
-        ...
-
-
-MIN_DEADLINE_SCAN_S = 0.005
-MAX_DEADLINE_SCAN_S = 0.05
-"""The watchdog scans every 1% of the timeout within these bounds: a deadline fires at most that
-late, and an idle daemon is not woken 200 times a second (each wake-up costs a GIL hand-off)."""
-
-
-class ModelService:
-    def __init__(self, config: ModelConfig, handler: InferenceHandler, device: Device,
-                 reader: Optional[FrameReader] = None) -> None:
+    def __init__(self, config: ModelConfig, device_name: str, status: ModelStatus,
+                 reason: Optional[str] = None) -> None:
         self.config = config
-        self.handler = handler
-        self.device = device
-        self.reader = reader or FrameReader()
+        self.limits = config.limits
+        self.device_name = device_name
+        self.status = status
+        self.reason = reason
+        """Why the model is not READY (health's ``error``), None when it is."""
         self.stats = RequestStats()
-        self.status = ModelStatus.DEGRADED if device.degraded_reason else ModelStatus.READY
-        self._slots = InferenceSlots(config.limits.max_concurrent_requests)
-        self._timeout_s = config.limits.timeout_ms / 1000.0
-        self._watchdog = Watchdog(min(max(self._timeout_s / 100, MIN_DEADLINE_SCAN_S), MAX_DEADLINE_SCAN_S))
-        self._device_name = str(device)
-        self._queue_wait_s = config.limits.queue_wait_ms / 1000.0
+        self.in_flight = 0
+        """Inference requests accepted and not yet answered."""
+        self.loop: Optional[asyncio.AbstractEventLoop] = None
 
-    # -- entry points used by the server -------------------------------------------------
+    # -- the server's side (loop thread) ------------------------------------------------
 
-    def handle(self, body: bytes, exchange: Exchange) -> None:
-        """Answer one request body through ``exchange``; never raises."""
-        started = time.perf_counter()
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    def stop(self) -> None:
+        """Nothing to stop: this service has no threads of its own."""
+
+    def drain(self) -> None:
+        self.status = ModelStatus.DRAINING
+
+    def handle(self, body: bytes, reply: Reply) -> None:
+        """Answer one request body through ``reply`` (now, or later for an inference); never raises."""
+        received = time.perf_counter()
         try:
             request = _INFERENCE_REQUEST.validate_json(body)
         except ValidationError:
@@ -93,51 +95,57 @@ class ModelService:
                 request = REQUEST_ADAPTER.validate_json(body)
             except ValidationError as exc:
                 code, message = _classify(exc)
-                self._fail(exchange, body, code, message)
+                self.answer(reply, self.error_payload(code, message, body), code)
                 return
         if isinstance(request, InferenceRequest):
-            self._infer(request, exchange, started)
+            self.infer(request, reply, received)
         elif isinstance(request, HealthRequest):
-            exchange.reply(encode_model(self.health()))
+            reply.send(encode_model(self.health()))
         elif isinstance(request, DescribeRequest):
-            exchange.reply(encode_model(self.describe()))
+            reply.send(encode_model(self.describe()))
         elif isinstance(request, StatsRequest):
-            exchange.reply(encode_model(self.snapshot()))
+            reply.send(encode_model(self.snapshot()))
 
     def error_payload(self, code: ErrorCode, message: str, body: bytes = b"") -> bytes:
-        """An InferenceResponse carrying ``code``, echoing what can be salvaged from ``body``."""
         camera_id, frame_id = _salvage_ids(body)
         return encode_model(InferenceResponse(
-            model_id=self.config.model_id, camera_id=camera_id, frame_id=frame_id,
-            error=message, error_code=code,
+            model_id=self.config.model_id, camera_id=camera_id, frame_id=frame_id, error=message, error_code=code,
         ))
 
     def record_framing_error(self, code: ErrorCode) -> None:
         self.stats.record(code)
 
-    def drain(self) -> None:
-        self.status = ModelStatus.DRAINING
+    def answer(self, reply: Reply, payload: bytes, code: Optional[ErrorCode], latency_s: Optional[float] = None) -> None:
+        """Send an inference's (or a refusal's) answer and count it: the one place outcomes are counted."""
+        reply.send(payload)
+        self.stats.record(code, latency_s)
 
-    def close(self) -> None:
-        self._watchdog.stop()
+    # -- inference ----------------------------------------------------------------------
+
+    def infer(self, request: InferenceRequest, reply: Reply, received: float) -> None:
+        message = self.reason or f"model is {self.status.value}"
+        self.answer(reply, self._inference_error(request, ErrorCode.MODEL_NOT_READY, message),
+                    ErrorCode.MODEL_NOT_READY, time.perf_counter() - received)
+
+    def _inference_error(self, request: InferenceRequest, code: ErrorCode, message: str) -> bytes:
+        return encode_model(InferenceResponse(
+            model_id=self.config.model_id, camera_id=request.camera_id, frame_id=request.frame_metadata.frame_id,
+            error=message, error_code=code,
+        ))
 
     # -- control ops --------------------------------------------------------------------
 
-    @property
-    def in_flight(self) -> int:
-        return self._slots.taken
-
     def health(self) -> HealthResponse:
+        not_ready = self.status is not ModelStatus.READY
         return HealthResponse(
-            model_id=self.config.model_id, status=self.status, ready=self.status is ModelStatus.READY,
-            device=str(self.device), in_flight=self._slots.taken, uptime_s=round(self.stats.uptime_s, 3),
-            error=self.device.degraded_reason,
-            error_code=ErrorCode.MODEL_NOT_READY if self.device.degraded_reason else None,
+            model_id=self.config.model_id, status=self.status, ready=not not_ready, device=self.device_name,
+            in_flight=self.in_flight, uptime_s=round(self.stats.uptime_s, 3), error=self.reason,
+            error_code=ErrorCode.MODEL_NOT_READY if self.reason else None,
         )
 
     def describe(self) -> DescribeResponse:
         return DescribeResponse(
-            model_id=self.config.model_id, model=self.config.model_dump(mode="json"), device=str(self.device),
+            model_id=self.config.model_id, model=self.config.model_dump(mode="json"), device=self.device_name,
             runtime_version=__version__, python_version=platform.python_version(),
             limits=self.config.limits.model_dump(),
         )
@@ -145,103 +153,125 @@ class ModelService:
     def snapshot(self) -> StatsResponse:
         total, succeeded, errors, latency = self.stats.snapshot()
         return StatsResponse(
-            model_id=self.config.model_id, requests_total=total, succeeded_total=succeeded,
-            errors_by_code=errors, in_flight=self._slots.taken, uptime_s=round(self.stats.uptime_s, 3),
-            latency=latency,
+            model_id=self.config.model_id, requests_total=total, succeeded_total=succeeded, errors_by_code=errors,
+            in_flight=self.in_flight, uptime_s=round(self.stats.uptime_s, 3), latency=latency,
         )
 
-    # -- inference ----------------------------------------------------------------------
 
-    def _infer(self, request: InferenceRequest, exchange: Exchange, started: float) -> None:
+class _Job:
+    """One inference request from the moment it is accepted until it is answered (loop thread owns it)."""
+
+    __slots__ = ("request", "reply", "received", "started_at", "started", "done", "timer")
+
+    def __init__(self, request: InferenceRequest, reply: Reply, started_at: float) -> None:
+        self.request = request
+        self.reply = reply
+        self.received = time.monotonic()
+        self.started_at = started_at
+        self.started = False
+        """Set by the worker that took it: past this point only TIMEOUT can overtake it."""
+        self.done = False
+        self.timer: Optional[asyncio.TimerHandle] = None
+
+
+class ModelService(BaseService):
+    def __init__(self, config: ModelConfig, handler: InferenceHandler, device: Device,
+                 reader: Optional[FrameReader] = None) -> None:
+        status = ModelStatus.DEGRADED if device.degraded_reason else ModelStatus.READY
+        super().__init__(config, str(device), status, device.degraded_reason)
+        self.handler = handler
+        self.pipeline = Pipeline(config, handler, reader or FrameReader(), str(device))
+        limits, batching = config.limits, config.batching
+        self._timeout_s = limits.timeout_ms / 1000.0
+        self._queue_wait_s = limits.queue_wait_ms / 1000.0
+        self._batcher: Batcher[_Job] = Batcher(
+            self._run, workers=limits.max_concurrent_requests,
+            max_batch_size=batching.max_batch_size if batching else 1,
+            max_queue_delay_s=batching.max_queue_delay_us / 1e6 if batching else 0.0,
+            name=f"model-{config.model_id}",
+        )
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().start(loop)
+        self._batcher.start()
+
+    def stop(self) -> None:
+        self._batcher.stop()
+
+    def infer(self, request: InferenceRequest, reply: Reply, received: float) -> None:
         if self.status is not ModelStatus.READY:
-            reason = self.device.degraded_reason or f"model is {self.status.value}"
-            self._respond_error(exchange, request, ErrorCode.MODEL_NOT_READY, reason, started)
+            super().infer(request, reply, received)
             return
         if request.model_id != self.config.model_id:
-            self._respond_error(exchange, request, ErrorCode.INVALID_REQUEST,
-                                f"this daemon serves model {self.config.model_id!r}, not {request.model_id!r}", started)
+            self._refuse(request, reply, received, ErrorCode.INVALID_REQUEST,
+                         f"this daemon serves model {self.config.model_id!r}, not {request.model_id!r}")
             return
-        if not self._slots.take(self._queue_wait_s):
-            self._respond_error(exchange, request, ErrorCode.OVERLOADED,
-                                f"all {self.config.limits.max_concurrent_requests} inference slots busy "
-                                f"for {self.config.limits.queue_wait_ms} ms", started)
-            return
-
-        def expire() -> None:
-            timeout_payload = self._error_response(
-                request, ErrorCode.TIMEOUT, f"inference exceeded {self.config.limits.timeout_ms} ms")
-            if exchange.reply(timeout_payload, close=True):
-                self.stats.record(ErrorCode.TIMEOUT, time.perf_counter() - started)
-
-        ticket = self._watchdog.track(time.monotonic() + self._timeout_s - (time.perf_counter() - started), expire)
-        try:
-            payload, code = self._run(request, started), None
-        except RequestError as exc:
-            payload, code = self._error_response(request, exc.code, exc.message), exc.code
-        except Exception as exc:
-            logger.exception("handler failed on camera %s frame %s", request.camera_id, request.frame_metadata.frame_id)
-            message = f"{type(exc).__name__}: {exc}"
-            payload, code = self._error_response(request, ErrorCode.INFERENCE_FAILED, message), ErrorCode.INFERENCE_FAILED
-        finally:
-            self._watchdog.untrack(ticket)
-            self._slots.give_back()
-        if exchange.reply(payload):
-            self.stats.record(code, time.perf_counter() - started)
-
-    def _run(self, request: InferenceRequest, started: float) -> bytes:
-        handler = self.handler
-        info: list[FrameInfo] = []
-
-        def preprocess(frame: FrameView) -> Any:
-            info.append(FrameInfo.of(frame))
-            return handler.preprocess(frame, request)
-
         if request.frame_reference != segment_reference(request.camera_id):
-            raise RequestError(ErrorCode.FRAME_INVALID, f"frame_reference {request.frame_reference!r} is not "
-                               f"{segment_reference(request.camera_id)!r}, the ring of camera {request.camera_id!r}")
-        inputs = self.reader.read_camera(request.camera_id, request.frame_metadata, preprocess)
-        outputs = handler.infer(inputs)
-        detections = _as_detections(handler.postprocess(outputs, inputs, info[0], request))
-        return encode_model(InferenceResponse(
-            model_id=self.config.model_id, camera_id=request.camera_id, frame_id=request.frame_metadata.frame_id,
-            detections=detections,
-            metadata={
-                "model_version": self.config.model_version,
-                "device": self._device_name,
-                "width": info[0].width,
-                "height": info[0].height,
-                "frame_timestamp_ns": info[0].timestamp_ns,
-                "server_ms": round((time.perf_counter() - started) * 1000.0, 3),
-            },
-        ))
-
-    def _error_response(self, request: InferenceRequest, code: ErrorCode, message: str) -> bytes:
-        return encode_model(InferenceResponse(
-            model_id=self.config.model_id, camera_id=request.camera_id, frame_id=request.frame_metadata.frame_id,
-            error=message, error_code=code,
-        ))
-
-    def _respond_error(self, exchange: Exchange, request: InferenceRequest, code: ErrorCode,
-                       message: str, started: float) -> None:
-        if exchange.reply(self._error_response(request, code, message)):
-            self.stats.record(code, time.perf_counter() - started)
-
-    def _fail(self, exchange: Exchange, body: bytes, code: ErrorCode, message: str) -> None:
-        if exchange.reply(self.error_payload(code, message, body)):
-            self.stats.record(code)
-
-
-def _as_detections(result: Sequence[Any]) -> list[Detection]:
-    if type(result) is list:
-        for item in result:
-            if type(item) is not Detection:
-                break
+            self._refuse(request, reply, received, ErrorCode.FRAME_INVALID,
+                         f"frame_reference {request.frame_reference!r} is not {segment_reference(request.camera_id)!r},"
+                         f" the ring of camera {request.camera_id!r}")
+            return
+        assert self.loop is not None
+        job = _Job(request, reply, received)
+        if self._queue_wait_s < self._timeout_s:
+            job.timer = self.loop.call_later(self._queue_wait_s, self._queue_wait_over, job)
         else:
-            return result
-    try:
-        return _DETECTIONS.validate_python(list(result))
-    except (ValidationError, TypeError) as exc:
-        raise RequestError(ErrorCode.INFERENCE_FAILED, f"postprocess returned invalid detections: {exc}") from None
+            job.timer = self.loop.call_later(self._timeout_s, self._deadline_passed, job)
+        self.in_flight += 1
+        self._batcher.submit(job)
+
+    def _refuse(self, request: InferenceRequest, reply: Reply, received: float, code: ErrorCode, message: str) -> None:
+        self.answer(reply, self._inference_error(request, code, message), code, time.perf_counter() - received)
+
+    # -- worker threads -----------------------------------------------------------------
+
+    def _run(self, jobs: list[_Job]) -> None:
+        for job in jobs:
+            job.started = True
+        outcomes = self.pipeline.run([job.request for job in jobs], [job.started_at for job in jobs])
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(self._finish, jobs, outcomes)
+
+    # -- back on the loop ---------------------------------------------------------------
+
+    def _finish(self, jobs: list[_Job], outcomes: list[Outcome]) -> None:
+        now = time.perf_counter()
+        for job, (payload, code) in zip(jobs, outcomes):
+            if job.done:
+                continue  # answered TIMEOUT meanwhile; this late result goes nowhere
+            self._close(job)
+            self.answer(job.reply, payload, code, now - job.started_at)
+
+    def _queue_wait_over(self, job: _Job) -> None:
+        """queue_wait_ms since it arrived: OVERLOADED unless a worker took it (then wait for the deadline)."""
+        if job.done:
+            return
+        waited = time.perf_counter() - job.started_at
+        if job.started:
+            assert self.loop is not None
+            job.timer = self.loop.call_later(max(0.0, self._timeout_s - waited), self._deadline_passed, job)
+            return
+        self._close(job)
+        self.answer(job.reply, self.pipeline.error(
+            job.request, ErrorCode.OVERLOADED,
+            f"no inference worker free for {self.limits.queue_wait_ms} ms "
+            f"({self.limits.max_concurrent_requests} workers, {self._batcher.queued} requests queued)"),
+            ErrorCode.OVERLOADED, waited)
+
+    def _deadline_passed(self, job: _Job) -> None:
+        if job.done:
+            return
+        self._close(job)
+        self.answer(job.reply, self.pipeline.error(job.request, ErrorCode.TIMEOUT,
+                                                   f"inference exceeded {self.limits.timeout_ms} ms"),
+                    ErrorCode.TIMEOUT, time.perf_counter() - job.started_at)
+
+    def _close(self, job: _Job) -> None:
+        job.done = True
+        self.in_flight -= 1
+        if job.timer is not None:
+            job.timer.cancel()
+            job.timer = None
 
 
 def _classify(exc: ValidationError) -> tuple[ErrorCode, str]:

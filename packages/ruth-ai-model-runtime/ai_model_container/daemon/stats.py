@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter, deque
 from typing import Optional
@@ -16,19 +15,17 @@ LATENCY_WINDOW = 4096
 
 
 class RequestStats:
-    """Thread-safe; recording costs one uncontended lock and two appends."""
+    """Touched only on the server's event loop thread, so recording takes no lock: a count and an append."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._outcomes: Counter[Optional[ErrorCode]] = Counter()
         self._latencies_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.started = time.monotonic()
 
     def record(self, error_code: Optional[ErrorCode], latency_s: Optional[float] = None) -> None:
-        with self._lock:
-            self._outcomes[error_code] += 1
-            if latency_s is not None:
-                self._latencies_ms.append(latency_s * 1000.0)
+        self._outcomes[error_code] += 1
+        if latency_s is not None:
+            self._latencies_ms.append(latency_s * 1000.0)
 
     @property
     def uptime_s(self) -> float:
@@ -36,9 +33,8 @@ class RequestStats:
 
     def snapshot(self) -> tuple[int, int, dict[str, int], LatencySummary]:
         """(requests, succeeded, errors by code, latency summary) at this instant."""
-        with self._lock:
-            outcomes = dict(self._outcomes)
-            latencies = np.fromiter(self._latencies_ms, dtype=np.float64)
+        outcomes = dict(self._outcomes)
+        latencies = np.fromiter(self._latencies_ms, dtype=np.float64)
         succeeded = outcomes.pop(None, 0)
         errors = {code.value: count for code, count in outcomes.items()}
         if latencies.size == 0:
