@@ -8,7 +8,8 @@ it through the ``Pipeline`` and hand the answer back to the loop. Two timers
 per request keep its promises (CONTRACT.md, "Timeouts, concurrency and
 shutdown"): one not yet started ``limits.queue_wait_ms`` after it arrived is
 answered OVERLOADED, one not answered ``limits.timeout_ms`` after it arrived
-is answered TIMEOUT. Its late result, if the model ever returns, is dropped.
+is answered TIMEOUT (``Deadlines``: one loop timer for all requests). Its late
+result, if the model ever returns, is dropped.
 Nothing a client sends, and nothing a handler raises, escapes as an exception.
 
 ``BaseService`` is what every service on a model socket shares (validation,
@@ -47,6 +48,7 @@ from ai_model_container.contract.shm_layout import segment_reference
 from ai_model_container.contract.wire import encode_model
 from ai_model_container.daemon.batcher import Batcher
 from ai_model_container.daemon.connection import Reply
+from ai_model_container.daemon.deadlines import Deadlines
 from ai_model_container.daemon.pipeline import Outcome, Pipeline
 from ai_model_container.daemon.stats import RequestStats
 from ai_model_container.device import Device
@@ -161,7 +163,7 @@ class BaseService:
 class _Job:
     """One inference request from the moment it is accepted until it is answered (loop thread owns it)."""
 
-    __slots__ = ("request", "reply", "received", "started_at", "started", "done", "timer")
+    __slots__ = ("request", "reply", "received", "started_at", "started", "done")
 
     def __init__(self, request: InferenceRequest, reply: Reply, started_at: float) -> None:
         self.request = request
@@ -171,7 +173,6 @@ class _Job:
         self.started = False
         """Set by the worker that took it: past this point only TIMEOUT can overtake it."""
         self.done = False
-        self.timer: Optional[asyncio.TimerHandle] = None
 
 
 class ModelService(BaseService):
@@ -193,6 +194,9 @@ class ModelService(BaseService):
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         super().start(loop)
+        self._timeouts: Deadlines[_Job] = Deadlines(loop, self._timeout_s, self._deadline_passed)
+        self._queue_waits: Optional[Deadlines[_Job]] = (
+            Deadlines(loop, self._queue_wait_s, self._queue_wait_over) if self._queue_wait_s < self._timeout_s else None)
         self._batcher.start()
 
     def stop(self) -> None:
@@ -211,12 +215,10 @@ class ModelService(BaseService):
                          f"frame_reference {request.frame_reference!r} is not {segment_reference(request.camera_id)!r},"
                          f" the ring of camera {request.camera_id!r}")
             return
-        assert self.loop is not None
         job = _Job(request, reply, received)
-        if self._queue_wait_s < self._timeout_s:
-            job.timer = self.loop.call_later(self._queue_wait_s, self._queue_wait_over, job)
-        else:
-            job.timer = self.loop.call_later(self._timeout_s, self._deadline_passed, job)
+        self._timeouts.add(job)
+        if self._queue_waits is not None:
+            self._queue_waits.add(job)
         self.in_flight += 1
         self._batcher.submit(job)
 
@@ -228,50 +230,41 @@ class ModelService(BaseService):
     def _run(self, jobs: list[_Job]) -> None:
         for job in jobs:
             job.started = True
-        outcomes = self.pipeline.run([job.request for job in jobs], [job.started_at for job in jobs])
+        # A job answered meanwhile (deadline) has let its request go: take each request once, skip those.
+        taken = [(job, request) for job in jobs if (request := job.request) is not None]
+        if not taken:
+            return
+        outcomes = self.pipeline.run([request for _, request in taken], [job.started_at for job, _ in taken])
         assert self.loop is not None
-        self.loop.call_soon_threadsafe(self._finish, jobs, outcomes)
+        self.loop.call_soon_threadsafe(self._finish, [job for job, _ in taken], outcomes)
 
     # -- back on the loop ---------------------------------------------------------------
 
     def _finish(self, jobs: list[_Job], outcomes: list[Outcome]) -> None:
-        now = time.perf_counter()
         for job, (payload, code) in zip(jobs, outcomes):
-            if job.done:
-                continue  # answered TIMEOUT meanwhile; this late result goes nowhere
-            self._close(job)
-            self.answer(job.reply, payload, code, now - job.started_at)
+            if not job.done:  # else answered TIMEOUT meanwhile: this late result goes nowhere
+                self._close(job, payload, code)
 
     def _queue_wait_over(self, job: _Job) -> None:
-        """queue_wait_ms since it arrived: OVERLOADED unless a worker took it (then wait for the deadline)."""
-        if job.done:
-            return
-        waited = time.perf_counter() - job.started_at
+        """queue_wait_ms since it arrived and no worker took it: OVERLOADED (a started one waits for TIMEOUT)."""
         if job.started:
-            assert self.loop is not None
-            job.timer = self.loop.call_later(max(0.0, self._timeout_s - waited), self._deadline_passed, job)
             return
-        self._close(job)
-        self.answer(job.reply, self.pipeline.error(
+        self._close(job, self.pipeline.error(
             job.request, ErrorCode.OVERLOADED,
             f"no inference worker free for {self.limits.queue_wait_ms} ms "
             f"({self.limits.max_concurrent_requests} workers, {self._batcher.queued} requests queued)"),
-            ErrorCode.OVERLOADED, waited)
+            ErrorCode.OVERLOADED)
 
     def _deadline_passed(self, job: _Job) -> None:
-        if job.done:
-            return
-        self._close(job)
-        self.answer(job.reply, self.pipeline.error(job.request, ErrorCode.TIMEOUT,
-                                                   f"inference exceeded {self.limits.timeout_ms} ms"),
-                    ErrorCode.TIMEOUT, time.perf_counter() - job.started_at)
+        self._close(job, self.pipeline.error(job.request, ErrorCode.TIMEOUT, f"inference exceeded {self.limits.timeout_ms} ms"),
+                    ErrorCode.TIMEOUT)
 
-    def _close(self, job: _Job) -> None:
+    def _close(self, job: _Job, payload: bytes, code: Optional[ErrorCode]) -> None:
+        """Answer a job once; its request and reply are let go (the deadline queues still hold the job)."""
         job.done = True
         self.in_flight -= 1
-        if job.timer is not None:
-            job.timer.cancel()
-            job.timer = None
+        self.answer(job.reply, payload, code, time.perf_counter() - job.started_at)
+        job.request = job.reply = None  # type: ignore[assignment]
 
 
 def _classify(exc: ValidationError) -> tuple[ErrorCode, str]:
