@@ -107,7 +107,7 @@ def test_a_replaced_segment_with_a_new_resolution_is_picked_up_without_a_restart
     core.apply([Assignment(camera=cam, model=model.model_id, fps=10)])
     wait_for(lambda: core.counts()[(cam, model.model_id)].results >= 5, message="first results")
     first.stop()  # the segment disappears
-    wait_for(lambda: core.agents()[0].state == "waiting", timeout_s=3.0, message="agent waiting")
+    wait_for(lambda: core.cameras()[0].state == "waiting", timeout_s=3.0, message="camera waiting")
     publisher([cam], fps=25, width=320, height=240)
     wait_for(lambda: any(e["width"] == 320 for e in read_events_now(core, tmp_path, cam)), message="new resolution")
     totals = core.stop()

@@ -47,7 +47,7 @@ def test_changes_add_and_remove_only_what_differs(start_daemon, make_core, publi
     outcome = reconciler.reconcile()
     assert sorted(outcome.result.removed) == sorted([(cam1, a.model_id), (cam2, a.model_id)])
     assert keys(core) == [(cam1, b.model_id)]
-    assert [agent.camera_id for agent in core.agents()] == [cam1]  # cam2's agent stopped with its last subscription
+    assert [watch.camera_id for watch in core.cameras()] == [cam1]  # cam2 stopped with its last subscription
     wait_for(lambda: core.counts()[(cam1, b.model_id)].results >= 2, message="results after reconcile")
     assert core.stop().balanced
 

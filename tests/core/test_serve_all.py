@@ -25,7 +25,7 @@ def copy_example(root, model_id):
 
 def health(path):
     try:
-        with ModelClient(path, connect_timeout_s=0.5, request_timeout_s=2) as client:
+        with ModelClient(path, connect_timeout_s=2.0, request_timeout_s=5.0) as client:
             return client.health()
     except ClientError:
         return None

@@ -26,14 +26,14 @@ from ai_model_container.contract.model_config import ModelConfigError
 from ai_model_container.contract.paths import SOCKET_DIR_ENV, socket_path
 
 from . import __version__
-from .agent import DEFAULT_POLL_INTERVAL_S
 from .assignments import AssignmentError, load_assignments
+from .cameras import DEFAULT_POLL_INTERVAL_S
 from .core import Core
 from .events import JsonLinesSink
 from .metrics import DEFAULT_METRICS_ADDR, DEFAULT_METRICS_PORT
 from .reconcile import DEFAULT_WATCH_INTERVAL_S, Reconciler, check_assignments
 from .registry import ModelRegistry, RegistryError, default_registry_path
-from .router import DEFAULT_HEALTH_INTERVAL_S, DEFAULT_POOL_SIZE, DEFAULT_REQUEST_TIMEOUT_S, RouteSettings
+from .router import DEFAULT_HEALTH_INTERVAL_S, DEFAULT_REQUEST_TIMEOUT_S, RouteSettings
 from .routing import RoutingError, load_routing
 from .status import StatusUnavailable, render, scrape
 
@@ -78,7 +78,10 @@ def main() -> None:
 @click.option("--socket-dir", envvar=SOCKET_DIR_ENV, default=None, metavar="DIR", help="Model socket directory.")
 @click.option("--metrics-addr", default=DEFAULT_METRICS_ADDR, show_default=True)
 @click.option("--metrics-port", default=DEFAULT_METRICS_PORT, show_default=True, help="0 picks a free port.")
-@click.option("--pool-size", default=DEFAULT_POOL_SIZE, show_default=True, help="Connections (and workers) per model.")
+@click.option("--connections", type=int, default=None,
+              help="Connections per model (default: the daemon's worker count, at most 4).")
+@click.option("--max-in-flight", type=int, default=None,
+              help="Requests out at once per model (default: sized from the daemon's describe op).")
 @click.option("--request-timeout", default=DEFAULT_REQUEST_TIMEOUT_S, show_default=True, help="Seconds per inference.")
 @click.option("--health-interval", default=DEFAULT_HEALTH_INTERVAL_S, show_default=True, help="Seconds between health probes.")
 @click.option("--poll-ms", default=DEFAULT_POLL_INTERVAL_S * 1000, show_default=True, help="How often agents look for a new frame.")
@@ -86,7 +89,8 @@ def main() -> None:
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds (default: until SIGTERM/Ctrl-C).")
 @click.option("-v", "--verbose", is_flag=True)
 def run(assignments_path: Path, registry_path: Optional[Path], routing_path: Optional[Path], events: str,
-        socket_dir: Optional[str], metrics_addr: str, metrics_port: int, pool_size: int, request_timeout: float,
+        socket_dir: Optional[str], metrics_addr: str, metrics_port: int, connections: Optional[int],
+        max_in_flight: Optional[int], request_timeout: float,
         health_interval: float, poll_ms: float, watch_interval: float, duration: Optional[float], verbose: bool) -> None:
     """Run the core until SIGTERM or Ctrl-C; SIGHUP re-reads the assignments now."""
     configure_logging(verbose)
@@ -97,7 +101,8 @@ def run(assignments_path: Path, registry_path: Optional[Path], routing_path: Opt
         logger.error("cannot start: %s", exc)
         sys.exit(EXIT_CONFIG)
     registry = _open_registry(registry_path)
-    settings = RouteSettings(pool_size=pool_size, request_timeout_s=request_timeout, health_interval_s=health_interval)
+    settings = RouteSettings(connections=connections, max_in_flight=max_in_flight, request_timeout_s=request_timeout,
+                             health_interval_s=health_interval)
     core = Core(JsonLinesSink(events), routing, settings, socket_dir, poll_interval_s=poll_ms / 1000.0)
     try:
         server = core.metrics.serve(metrics_addr, metrics_port)

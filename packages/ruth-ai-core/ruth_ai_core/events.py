@@ -1,24 +1,38 @@
-"""Result events: one line of JSON per answered (or failed) inference, in a JSON Lines sink.
+"""Result events: one JSON object per answered (or failed) inference, written in batches by one writer.
 
 An event is written for every request the core sent: a result (detections,
 possibly none) or an error (the daemon's error code, or the core's own when no
 answer came back). Frames that were selected but never sent are not events;
 they are counted drops with a reason (metrics and ``SubscriptionCounts``).
+
+The core's event loop only appends an event (a dict) to a buffer; the sink's
+writer thread encodes and writes the buffer every ``FLUSH_INTERVAL_S`` or
+``BATCH_EVENTS`` events, one line each. When the target cannot keep up the
+buffer stops at ``max_buffered`` events and further events are dropped and
+counted (``dropped``): the camera path never waits for a disk or a pipe.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
+from collections import deque
 from enum import Enum
 from pathlib import Path
-from typing import IO, Any, Optional
+from typing import IO, Any, Optional, Protocol
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from ai_model_container.contract.schema import Detection
 
+logger = logging.getLogger(__name__)
+
 STDOUT = "-"
+FLUSH_INTERVAL_S = 0.05
+BATCH_EVENTS = 512
+DEFAULT_MAX_BUFFERED = 100_000
 
 
 class CoreErrorCode(str, Enum):
@@ -33,6 +47,8 @@ class CoreErrorCode(str, Enum):
 
 
 class ResultEvent(BaseModel):
+    """The schema of one event line (the core writes plain dicts with exactly these fields)."""
+
     model_config = ConfigDict(frozen=True)
 
     camera_id: str
@@ -48,40 +64,103 @@ class ResultEvent(BaseModel):
     error_code: Optional[str] = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
+
+class EventSink(Protocol):
+    """Where events go (JSON Lines here; a database sink has the same shape). ``write`` never blocks."""
+
     @property
-    def ok(self) -> bool:
-        return self.error_code is None
+    def written(self) -> int: ...
+
+    @property
+    def dropped(self) -> int: ...
+
+    def write(self, event: dict[str, Any]) -> None: ...
+
+    def flush(self) -> None:
+        """Block until every event written so far has reached the target."""
+
+    def close(self) -> None: ...
 
 
 class JsonLinesSink:
-    """Appends events to a file (or stdout); thread-safe. Flushed by ``flush`` and on close."""
+    """Appends events to a file (or stdout) as JSON Lines, from a writer thread of its own."""
 
-    def __init__(self, target: str | Path) -> None:
+    def __init__(self, target: str | Path, max_buffered: int = DEFAULT_MAX_BUFFERED) -> None:
         self.target = str(target)
         if self.target == STDOUT:
-            self._file: IO[str] = sys.stdout
+            self._file: IO[bytes] = sys.stdout.buffer
             self._owned = False
         else:
             Path(self.target).parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.target, "a", encoding="utf-8")
+            self._file = open(self.target, "ab")
             self._owned = True
-        self._lock = threading.Lock()
+        self.max_buffered = max_buffered
         self.written = 0
+        self._overflowed = 0
+        """Events refused because the buffer was full (the camera path's counter)."""
+        self._failed = 0
+        """Events lost to a failed write (the writer thread's counter)."""
+        self._buffer: deque[dict[str, Any]] = deque()
+        """deque.append and popleft are atomic: the camera path appends without a lock."""
+        self._appended = 0
+        self._handled = 0
+        """Events the writer has taken off the buffer (written, or counted as dropped)."""
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._progress = threading.Condition(self._lock)
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="event-writer", daemon=True)
+        self._thread.start()
 
-    def write(self, event: ResultEvent) -> None:
-        line = event.model_dump_json() + "\n"
-        with self._lock:
-            self._file.write(line)
-            self.written += 1
-            if not self._owned:
-                self._file.flush()
+    @property
+    def dropped(self) -> int:
+        return self._overflowed + self._failed
+
+    def write(self, event: dict[str, Any]) -> None:
+        if len(self._buffer) >= self.max_buffered:
+            self._overflowed += 1
+            return
+        self._buffer.append(event)
+        self._appended += 1
 
     def flush(self) -> None:
+        target = self._appended
         with self._lock:
-            self._file.flush()
+            self._wake.notify()
+            while self._handled < target and self._thread.is_alive():
+                self._progress.wait(1.0)
 
     def close(self) -> None:
         with self._lock:
+            self._closing = True
+            self._wake.notify()
+        self._thread.join()
+        if self._owned:
+            self._file.close()
+
+    def _run(self) -> None:
+        buffer = self._buffer
+        while True:
+            with self._lock:
+                if len(buffer) < BATCH_EVENTS and not self._closing:
+                    self._wake.wait(FLUSH_INTERVAL_S)
+                closing = self._closing
+            while buffer:
+                batch = [buffer.popleft() for _ in range(min(len(buffer), BATCH_EVENTS))]
+                self._write(batch)
+                with self._lock:
+                    self._handled += len(batch)
+                    self._progress.notify_all()
+            if closing:
+                return
+
+    def _write(self, batch: list[dict[str, Any]]) -> None:
+        data = b"".join(orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE) for event in batch)
+        try:
+            self._file.write(data)
             self._file.flush()
-            if self._owned:
-                self._file.close()
+        except (OSError, ValueError) as exc:
+            self._failed += len(batch)
+            logger.error("cannot write %d events to %s: %s", len(batch), self.target, exc)
+            return
+        self.written += len(batch)

@@ -31,9 +31,9 @@ class FpsGate:
         self._last_ts_ns: Optional[int] = None
 
     @property
-    def earliest_due_ns(self) -> Optional[int]:
-        """The first capture timestamp this gate would take next; None before its first frame."""
-        return None if self._next_due_ns is None else self._next_due_ns - self.tolerance_ns
+    def next_due_ns(self) -> Optional[int]:
+        """The capture timestamp of the frame this gate expects to take next; None before its first frame."""
+        return self._next_due_ns
 
     def reset(self) -> None:
         """Forget the grid: the camera's ring was replaced or restarted."""

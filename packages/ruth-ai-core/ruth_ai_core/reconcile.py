@@ -84,7 +84,7 @@ class Reconciler:
         try:
             wanted = load_assignments(self.assignments_path).assignments
             if self.routing_path is not None:
-                self.core.router.set_routing(load_routing(self.routing_path))
+                self.core.set_routing(load_routing(self.routing_path))
         except (AssignmentError, RoutingError) as exc:
             logger.error("keeping the current subscriptions: %s", exc)
             self.last = Outcome(ReconcileResult(unchanged=[s.key for s in self.core.subscriptions()]), error=str(exc))

@@ -93,6 +93,18 @@ class FrameWriter:
             bgr_to_nv12(bgr, out=pixels)
         return frame_id
 
+    def advance(self, timestamp_ns: Optional[int] = None) -> int:
+        """Publish the next frame id with whatever pixels its slot holds: the ring protocol without the copy.
+
+        For load tests of readers (Ruth AI Core at fleet scale), where what matters is the
+        header, the slot record and the seqlock, and writing pixels would cost the writer more
+        than the readers it is meant to load.
+        """
+        frame_id = self.last_frame_id + 1
+        with self._slot(frame_id, timestamp_ns):
+            pass
+        return frame_id
+
     def _slot(self, frame_id: int, timestamp_ns: Optional[int]) -> "_SlotWrite":
         return _SlotWrite(self, frame_id, time.time_ns() if timestamp_ns is None else timestamp_ns)
 

@@ -47,7 +47,9 @@ from ai_model_container.contract.shm_layout import (
 
 T = TypeVar("T")
 
-DEFAULT_MAX_CAMERAS = 256
+DEFAULT_MAX_CAMERAS = 4096
+"""Rings kept mapped at once; beyond this the least recently used is unmapped (a mapping costs address
+space, not memory: its pages are the writer's)."""
 DEFAULT_REVALIDATE_S = 0.05
 """How long a mapping is used without checking that its segment is still the one in /dev/shm."""
 

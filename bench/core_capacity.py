@@ -1,0 +1,279 @@
+"""Core capacity section: how many cameras x 10 fps one Ruth AI Core sustains on this machine.
+
+N cameras of tiny frames (``bench.fleet_writer``: slot records and headers
+only, no pixels) at 10 fps, every camera assigned to the benchmark's no-op
+model, so only Core, the wire and the daemon's bookkeeping cost anything. Two
+phase modes: cameras ``staggered`` over the period, and cameras ``in-step``
+(every camera ticks at the same instant, the way VAS paces cameras of one
+rate). Core (``ruth-ai run``), the daemon and the writer are separate
+processes, as deployed.
+
+Per level, after a warm-up, over a measured window: frames answered per
+second against the target, drops by reason, Core CPU per selected frame,
+daemon CPU per answered request, Core RSS, and whether every selected frame
+is accounted for (results + errors + drops + queued + in flight) at the
+window's end.
+
+``--compare-with REF`` runs the same levels, in the same run, on the Core and
+daemon of another git revision (checked out into a temporary worktree), so
+the table holds both. The section also writes a plot (PNG) of answered rate
+and CPU per frame against cameras.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Optional
+
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from .procs import REPO_ROOT, cpu_seconds, rss_bytes
+
+CAMERA_FPS = 10.0
+WARM_UP_S = 4.0
+STARTUP_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class Stack:
+    """One revision's Core and daemon, and how to start them."""
+
+    name: str
+    root: Path
+    """Where its packages are imported from (the working tree, or a worktree of an older revision)."""
+    daemon_module: str
+    noop_model: Path
+    extra_core_args: tuple[str, ...] = ()
+
+    @property
+    def env(self) -> dict[str, str]:
+        if self.root == REPO_ROOT:
+            return {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+        return {**os.environ, "PYTHONPATH": f"{self.root}:{REPO_ROOT}"}
+
+
+@dataclass
+class Level:
+    stack: str
+    cameras: int
+    phase: str
+    target_per_s: float
+    answered_per_s: float
+    drops: dict[str, float] = field(default_factory=dict)
+    core_cpu_us_per_frame: float = 0.0
+    daemon_cpu_us_per_request: float = 0.0
+    core_rss_mb: float = 0.0
+    accounted: bool = False
+
+    @property
+    def answered_share(self) -> float:
+        return self.answered_per_s / self.target_per_s
+
+
+def current_stack() -> Stack:
+    return Stack("this tree", REPO_ROOT, "ai_model_container.daemon.cli", REPO_ROOT / "bench" / "noop_model")
+
+
+@contextmanager
+def stack_at(revision: str) -> Iterator[Stack]:
+    """The Core and daemon of ``revision``, from a temporary git worktree removed afterwards."""
+    directory = Path(tempfile.mkdtemp(prefix="bench-rev-"))
+    tree = directory / "tree"
+    subprocess.run(["git", "-C", str(REPO_ROOT), "worktree", "add", "--detach", str(tree), revision], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        flat = (tree / "ai_model_container" / "cli.py").exists()  # before the split into packages/
+        if flat:
+            yield Stack(revision, tree, "ai_model_container.cli", tree / "bench" / "noop_model")
+        else:
+            packages = tree / "packages"
+            root = Path(f"{packages / 'ruth-ai-model-runtime'}:{packages / 'ruth-ai-core'}")
+            yield Stack(revision, root, "ai_model_container.daemon.cli", tree / "bench" / "noop_model")
+    finally:
+        subprocess.run(["git", "-C", str(REPO_ROOT), "worktree", "remove", "--force", str(tree)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def measure(stack: Stack, cameras: int, phase: str, seconds: float) -> Level:
+    """One level: start daemon, Core and writer, warm up, measure a window, stop everything."""
+    tag = uuid.uuid4().hex[:6]
+    workdir = Path(tempfile.mkdtemp(prefix="bcap-", dir="/tmp"))
+    model_id = f"noop_{tag}"
+    processes: list[subprocess.Popen] = []
+    try:
+        daemon = _start(processes, [sys.executable, "-m", stack.daemon_module, "serve", str(stack.noop_model),
+                                    "--socket-dir", str(workdir), "--model-id", model_id], stack, workdir / "daemon.log")
+        _wait_for_socket(workdir / f"vas_model_{model_id}.sock", daemon)
+        registry = workdir / "registry.sqlite3"
+        subprocess.run([sys.executable, "-m", "ruth_ai_core.cli", "models", "import", "--from-daemon", model_id,
+                        "--registry", str(registry), "--socket-dir", str(workdir)], env=stack.env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        prefix = f"bc{tag}"
+        assignments = workdir / "assignments.yaml"
+        assignments.write_text(yaml.safe_dump({"assignments": [
+            {"camera": f"{prefix}_{index}", "model": model_id, "fps": CAMERA_FPS} for index in range(cameras)]}))
+        _start(processes, [sys.executable, "-m", "bench.fleet_writer", "--prefix", prefix, "--cameras", str(cameras),
+                           "--fps", str(CAMERA_FPS), "--phase", phase], current_stack(), workdir / "writer.log")
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}/metrics"
+        core = _start(processes, [sys.executable, "-m", "ruth_ai_core.cli", "run", "--assignments", str(assignments),
+                                  "--registry", str(registry), "--events", os.devnull, "--socket-dir", str(workdir),
+                                  "--metrics-port", str(port), *stack.extra_core_args], stack, workdir / "core.log")
+        _wait_for_results(url, core, cameras)
+        time.sleep(WARM_UP_S)
+        first, core_cpu, daemon_cpu, started = _scrape(url), cpu_seconds(core.pid), cpu_seconds(daemon.pid), time.monotonic()
+        time.sleep(seconds)
+        last, ended = _scrape(url), time.monotonic()
+        core_cpu, daemon_cpu = cpu_seconds(core.pid) - core_cpu, cpu_seconds(daemon.pid) - daemon_cpu
+        rss = rss_bytes(core.pid)
+    finally:
+        for process in reversed(processes):
+            _stop(process)
+        shutil.rmtree(workdir, ignore_errors=True)
+    window = ended - started
+    answered = last.answered - first.answered
+    selected = last.selected - first.selected
+    return Level(
+        stack=stack.name, cameras=cameras, phase=phase, target_per_s=cameras * CAMERA_FPS,
+        answered_per_s=answered / window,
+        drops={reason: (count - first.drops.get(reason, 0)) / window for reason, count in last.drops.items()
+               if count - first.drops.get(reason, 0) > 0},
+        core_cpu_us_per_frame=core_cpu / selected * 1e6 if selected else float("nan"),
+        daemon_cpu_us_per_request=daemon_cpu / answered * 1e6 if answered else float("nan"),
+        core_rss_mb=rss / 2 ** 20,
+        accounted=last.accounted,
+    )
+
+
+@dataclass
+class _Sample:
+    selected: float = 0.0
+    answered: float = 0.0
+    drops: dict[str, float] = field(default_factory=dict)
+    outstanding: float = 0.0
+
+    @property
+    def accounted(self) -> bool:
+        """selected = answered + dropped + (queued + in flight), allowing the frames a scrape straddles."""
+        gap = self.selected - self.answered - sum(self.drops.values()) - self.outstanding
+        return abs(gap) <= max(2.0, 0.001 * self.selected)
+
+
+def _scrape(url: str) -> _Sample:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    sample = _Sample()
+    for family in text_string_to_metric_families(text):
+        for metric in family.samples:
+            if metric.name == "ruth_ai_frames_selected_total":
+                sample.selected += metric.value
+            elif metric.name == "ruth_ai_events_total":
+                sample.answered += metric.value
+            elif metric.name == "ruth_ai_frames_skipped_total":
+                reason = metric.labels["reason"]
+                sample.drops[reason] = sample.drops.get(reason, 0.0) + metric.value
+            elif metric.name in ("ruth_ai_requests_in_flight", "ruth_ai_frames_queued"):
+                sample.outstanding += metric.value
+    return sample
+
+
+def _start(processes: list[subprocess.Popen], command: list[str], stack: Stack, log: Path) -> subprocess.Popen:
+    with log.open("wb") as handle:
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=stack.env, cwd=REPO_ROOT)
+    processes.append(process)
+    return process
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_for_socket(path: Path, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while not path.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the daemon did not start ({path})")
+        time.sleep(0.05)
+
+
+def _wait_for_results(url: str, core: subprocess.Popen, cameras: int) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while True:
+        try:
+            if _scrape(url).answered >= cameras:
+                return
+        except OSError:
+            pass
+        if core.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the core did not start answering")
+        time.sleep(0.2)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def table(levels: list[Level]) -> list[str]:
+    lines = ["| stack | cameras x 10 fps | phases | target/s | answered/s | answered | drops/s by reason "
+             "| Core CPU per frame | daemon CPU per request | Core RSS | accounted |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for level in levels:
+        drops = ", ".join(f"{reason} {rate:,.0f}" for reason, rate in sorted(level.drops.items())) or "-"
+        lines.append(f"| {level.stack} | {level.cameras} | {level.phase} | {level.target_per_s:,.0f} "
+                     f"| {level.answered_per_s:,.0f} | {level.answered_share:.0%} | {drops} "
+                     f"| {level.core_cpu_us_per_frame:,.0f} us | {level.daemon_cpu_us_per_request:,.0f} us "
+                     f"| {level.core_rss_mb:.0f} MB | {'yes' if level.accounted else 'NO'} |")
+    return lines
+
+
+def plot(levels: list[Level], path: Path) -> Optional[Path]:
+    """Answered share and Core CPU per frame against cameras, one line per stack and phase mode."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    figure, (answered, cpu) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for key in sorted({(level.stack, level.phase) for level in levels}):
+        mine = sorted((level for level in levels if (level.stack, level.phase) == key), key=lambda lv: lv.cameras)
+        label = f"{key[0]}, {key[1]}"
+        answered.plot([lv.cameras for lv in mine], [100 * lv.answered_share for lv in mine], marker="o", label=label)
+        cpu.plot([lv.cameras for lv in mine], [lv.core_cpu_us_per_frame for lv in mine], marker="o", label=label)
+    answered.axhline(95, color="grey", linestyle=":", linewidth=1)
+    answered.set(xlabel="cameras x 10 fps", ylabel="frames answered (% of target)", ylim=(0, 105), xscale="log")
+    cpu.axhline(150, color="grey", linestyle=":", linewidth=1)
+    cpu.set(xlabel="cameras x 10 fps", ylabel="Ruth AI Core CPU per frame (us)", xscale="log", yscale="log")
+    for axes in (answered, cpu):
+        axes.grid(True, alpha=0.3)
+        axes.legend(fontsize=8)
+    figure.suptitle("Ruth AI Core capacity, no-op model, tiny frames, 2-core machine")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
