@@ -6,16 +6,17 @@ import argparse
 import platform
 import sys
 import time
+from pathlib import Path
 from typing import Callable
 
-from . import core_bench, frames, ipc
+from . import core_capacity, frames, ipc
 from .options import Options
 from .table import Row, SectionResult, render
 
 SECTIONS: dict[str, Callable[[Options], SectionResult]] = {
     "ipc": ipc.run,
     "frames": frames.run,
-    "core": core_bench.run,
+    "core": core_capacity.run,
 }
 """Section name -> runner, in the order they run and print. Add new sections here."""
 
@@ -27,11 +28,14 @@ def main(argv: list[str]) -> int:
                         help="interleaved repeats per measurement (default 5, 3 with --quick)")
     parser.add_argument("--only", nargs="+", choices=list(SECTIONS), default=list(SECTIONS), metavar="SECTION",
                         help=f"run only these sections ({', '.join(SECTIONS)})")
+    parser.add_argument("--compare-with", metavar="REV", default=None,
+                        help="also measure this git revision's Core and daemon, in the same run (core section)")
+    parser.add_argument("--output", metavar="DIR", default="bench-output", help="where plots go (default bench-output)")
     args = parser.parse_args(argv)
     repeats = args.repeats if args.repeats is not None else (3 if args.quick else 5)
     if repeats < 1:
         parser.error("--repeats must be at least 1")
-    options = Options(quick=args.quick, repeats=repeats)
+    options = Options(quick=args.quick, repeats=repeats, compare_with=args.compare_with, output_dir=Path(args.output))
     started = time.monotonic()
     rows: list[Row] = []
     notes: list[str] = []

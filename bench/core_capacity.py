@@ -22,6 +22,8 @@ and CPU per frame against cameras.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -34,13 +36,20 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from .options import Options
 from .procs import REPO_ROOT, cpu_seconds, rss_bytes
+from .table import Row, SectionResult, Target
 
+SECTION = "core"
+PHASES = ("staggered", "in-step")
+GOAL_CAMERAS = 500
+GOAL_ANSWERED = 0.95
+GOAL_CPU_US = 150.0
 CAMERA_FPS = 10.0
 WARM_UP_S = 4.0
 STARTUP_TIMEOUT_S = 120.0
@@ -107,7 +116,11 @@ def stack_at(revision: str) -> Iterator[Stack]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def measure(stack: Stack, cameras: int, phase: str, seconds: float) -> Level:
+Progress = tuple[float, Callable[[float, int, float], None]]
+"""(every how many seconds, called with (elapsed s, Core's pid, answered share so far))."""
+
+
+def measure(stack: Stack, cameras: int, phase: str, seconds: float, on_progress: Optional[Progress] = None) -> Level:
     """One level: start daemon, Core and writer, warm up, measure a window, stop everything."""
     tag = uuid.uuid4().hex[:6]
     workdir = Path(tempfile.mkdtemp(prefix="bcap-", dir="/tmp"))
@@ -135,7 +148,14 @@ def measure(stack: Stack, cameras: int, phase: str, seconds: float) -> Level:
         _wait_for_results(url, core, cameras)
         time.sleep(WARM_UP_S)
         first, core_cpu, daemon_cpu, started = _scrape(url), cpu_seconds(core.pid), cpu_seconds(daemon.pid), time.monotonic()
-        time.sleep(seconds)
+        if on_progress is None:
+            time.sleep(seconds)
+        else:
+            every, report = on_progress
+            while (elapsed := time.monotonic() - started) < seconds:
+                now = _scrape(url)
+                report(elapsed, core.pid, (now.answered - first.answered) / max(elapsed, 1e-9) / (cameras * CAMERA_FPS))
+                time.sleep(min(every, max(0.0, seconds - elapsed)))
         last, ended = _scrape(url), time.monotonic()
         core_cpu, daemon_cpu = cpu_seconds(core.pid) - core_cpu, cpu_seconds(daemon.pid) - daemon_cpu
         rss = rss_bytes(core.pid)
@@ -277,3 +297,66 @@ def plot(levels: list[Level], path: Path) -> Optional[Path]:
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def run(options: Options) -> SectionResult:
+    """The capacity table for this tree (and ``--compare-with``'s revision), the goal rows, the plot."""
+    counts = (32, 500) if options.quick else (32, 100, 250, 500, 1000)
+    seconds = options.scaled(10.0, 5.0)
+    stacks = [current_stack()]
+    levels: list[Level] = []
+    with contextlib.ExitStack() as stack:
+        if options.compare_with:
+            stacks.append(stack.enter_context(stack_at(options.compare_with)))
+        for cameras in counts:
+            for phase in PHASES:
+                for candidate in stacks:
+                    print(f"  core capacity: {candidate.name}, {cameras} cameras, {phase}", file=sys.stderr, flush=True)
+                    levels.append(measure(candidate, cameras, phase, seconds))
+    rows = []
+    for level in levels:
+        if level.stack == stacks[0].name and level.cameras == GOAL_CAMERAS:
+            rows.append(Row(SECTION, f"answered, {level.cameras} cameras {level.phase}", "%",
+                            100 * level.answered_share, 100 * GOAL_ANSWERED, "goal", Target("higher")))
+            rows.append(Row(SECTION, f"Core CPU per frame, {level.cameras} cameras {level.phase}", "us",
+                            level.core_cpu_us_per_frame, GOAL_CPU_US, "goal", Target("lower")))
+    notes = ["core capacity (no-op model, 64x48 frames, 10 fps per camera):", *table(levels)]
+    picture = plot(levels, options.output_dir / "core_capacity.png")
+    if picture is not None:
+        notes.append(f"core capacity plot: {picture}")
+    if any(not level.accounted for level in levels):
+        notes.append("core capacity: SOME LEVELS DID NOT ACCOUNT FOR EVERY SELECTED FRAME (accounted = NO)")
+    return SectionResult(rows, notes)
+
+
+def soak(cameras: int, phase: str, minutes: float, every_s: float = 30.0) -> int:
+    """One level held for ``minutes``: Core's RSS, fds and answered share every ``every_s`` seconds."""
+    stack = current_stack()
+    print(f"soak: {cameras} cameras x {CAMERA_FPS:g} fps, {phase}, {minutes:g} min", flush=True)
+    rss: list[float] = []
+
+    def report(elapsed: float, core_pid: int, share: float) -> None:
+        rss.append(rss_bytes(core_pid) / 2 ** 20)
+        fds = len(os.listdir(f"/proc/{core_pid}/fd"))
+        print(f"  {elapsed:6.0f} s  Core RSS {rss[-1]:6.1f} MB  fds {fds:4d}  answered {share:.1%}", flush=True)
+
+    level = measure(stack, cameras, phase, minutes * 60, on_progress=(every_s, report))
+    growth = rss[-1] - rss[0] if rss else 0.0
+    print("\n".join(table([level])))
+    print(f"soak: Core RSS {rss[0]:.1f} -> {rss[-1]:.1f} MB ({growth:+.1f} MB) over {minutes:g} min")
+    return 0 if level.accounted else 1
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.core_capacity",
+                                     description="Hold one Core capacity level for a while (RSS over time).")
+    parser.add_argument("--cameras", type=int, default=GOAL_CAMERAS)
+    parser.add_argument("--phase", choices=PHASES, default="in-step")
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--every", type=float, default=30.0, help="seconds between lines")
+    args = parser.parse_args(argv)
+    return soak(args.cameras, args.phase, args.minutes, args.every)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
