@@ -180,9 +180,10 @@ def face_photos() -> ImageSet:
     samples = []
     for entry in _photo_entries():
         path = _photo_path(entry)
-        canvas, boxes = _on_canvas(_read(path, entry.get("debian_package")),
-                                   [tuple(map(float, box)) for box in entry["faces"]])
-        samples.append(Sample(path.name, canvas, boxes))
+        faces = [tuple(map(float, box)) for box in entry["faces"]]
+        ignore = [tuple(map(float, box)) for box in entry.get("ignore_faces", [])]
+        canvas, boxes = _on_canvas(_read(path, entry.get("debian_package")), faces + ignore)
+        samples.append(Sample(path.name, canvas, boxes[:len(faces)], boxes[len(faces):]))
     return ImageSet("face-photos", "real photos with faces, each unscaled on a 1280x720 frame", samples)
 
 
