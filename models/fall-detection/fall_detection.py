@@ -28,9 +28,9 @@ from person_pose import KEYPOINTS, MoveNetOnnx, Person, detect_people, plan_view
 
 # What one frame costs, in MoveNet input pixels (about 0.43 us each on one core): the whole frame upright in
 # 448x320 (a 768x576 frame at 0.56: people down to about 50 pixels tall), and turned both ways by 90 degrees
-# in 128x160 each, where a person lying on the floor stands upright. plan_views shapes them to the frame.
+# in 96x128 each, where a person lying on the floor stands upright. plan_views shapes them to the frame.
 UPRIGHT_PIXELS = 448 * 320
-TURNED_PIXELS = 128 * 160
+TURNED_PIXELS = 96 * 128
 DETECTION_FLOOR = 0.05
 """Lowest person score kept by the detector; ``min_person_score`` filters above it."""
 VIEW_FLOORS = (DETECTION_FLOOR, 0.2, 0.2)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from person_pose import (KEYPOINTS, Person, View, box_overlaps, decode_people, detect_people,  # noqa: E402
-                         keypoint_similarity, merge_people, prepare_view)
+from person_pose import (KEYPOINTS, Person, View, best_input, box_overlaps, decode_people,  # noqa: E402
+                         detect_people, keypoint_similarity, merge_people, plan_views, prepare_view)
 
 
 def frame_with_marker(width=640, height=480, at=(100, 300)):
@@ -121,3 +121,24 @@ def test_detect_people_runs_every_view_and_merges_what_they_find():
     assert len(people) == 2  # the upright and the turned view saw different places of the frame
     assert {p.rotation for p in people} == {0, 90}
     assert all(0 <= v <= 640 for p in people for v in p.box[::2]) and all(0 <= v <= 480 for p in people for v in p.box[1::2])
+
+
+@pytest.mark.parametrize("width, height", [(768, 576), (1280, 720), (480, 640), (512, 512), (1920, 1080)])
+def test_views_are_planned_within_their_pixel_budget_and_shaped_like_the_frame(width, height):
+    upright, clockwise, counter = plan_views(width, height, 448 * 320, 96 * 128)
+    assert upright.pixels <= 448 * 320 and clockwise.pixels <= 96 * 128
+    assert (clockwise.rotation, counter.rotation) == (90, 270)
+    assert (clockwise.input_width, clockwise.input_height) == (counter.input_width, counter.input_height)
+    portrait = height > width
+    assert (upright.input_height > upright.input_width) == portrait
+    # No other size within the budget shows the frame larger.
+    scale = min(upright.input_width / width, upright.input_height / height)
+    for other_width in range(32, 448 * 320 // 32 + 1, 32):
+        other_height = (448 * 320 // other_width) // 32 * 32
+        assert min(other_width / width, other_height / height) <= scale + 1e-9
+
+
+def test_a_street_camera_frame_gets_the_planned_sizes():
+    assert [(v.input_width, v.input_height) for v in plan_views(768, 576, 448 * 320, 96 * 128)] == [
+        (448, 320), (96, 128), (96, 128)]
+    assert best_input(1280, 720, 448 * 320) == (480, 288)
