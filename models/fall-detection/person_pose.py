@@ -1,20 +1,23 @@
 """People and their 17 COCO keypoints from MoveNet MultiPose, over several views of one frame.
 
-MoveNet MultiPose Lightning returns at most six people per pass and misses
-people much smaller than about a sixth of its input. A street camera shows
-more, smaller people than that; a room shows fewer, larger ones; a person
-lying on the floor is rotated by about 90 degrees from anything MoveNet saw
-upright in training. So the frame is looked at through several ``View``s:
+MoveNet MultiPose Lightning, at its reference 256x256, misses people much
+smaller than about a sixth of its input, and its decoder keeps at most six
+people (the converted graph here keeps twelve: ``MAX_PEOPLE_PER_PASS``). A
+street camera shows more, smaller people than that; a person lying on the
+floor is turned by about 90 degrees from the upright people MoveNet learnt
+from. So a frame is looked at through several ``View``s (``plan_views``):
 
-- the whole frame at a low resolution (large and close-up people),
-- overlapping tiles at a higher resolution (small people, and up to six per tile),
-- the whole frame rotated by 90 degrees (a lying person becomes upright).
+- the whole frame upright at a higher resolution (small people, and close-ups),
+- the whole frame turned by 90 degrees each way at a low one (a lying person
+  stands upright there).
 
-Each view is a crop of the frame, optionally rotated by a multiple of 90
-degrees, letterboxed into an input of its own size. Every person found is
-mapped back to frame pixels, and the people found by several views are merged
-(``merge_people``). Nothing here knows about the daemon: ``detect_people``
-takes an RGB array and returns ``Person`` objects.
+A view may also be a crop (tiles): two overlapping 256x352 tiles of a 768x576
+frame found as many people as one 448x352 view, for more pixels, and lost the
+lying ones; the handler does not use them. Each view is letterboxed into an
+input of its own size; every person found is mapped back to frame pixels, and
+the people several views found are merged (``merge_people``). Nothing here
+knows about the daemon: ``detect_people`` takes an RGB array and a function
+that runs MoveNet, and returns ``Person`` objects.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ import numpy as np
 
 KEYPOINTS = 17
 MAX_PEOPLE_PER_PASS = 12
-ROW_SIZE = 56  # 17 x (y, x, score), then y_min, x_min, y_max, x_max, person score
+ROW_SIZE = 56
+"""One person's output: 17 x (y, x, score), then y_min, x_min, y_max, x_max, person score, all 0..1."""
 
 
 @dataclass
@@ -136,7 +140,9 @@ def prepare_view(rgb: np.ndarray, view: View, smaller: Optional[np.ndarray] = No
 
 def decode_people(rows: np.ndarray, geometry: Geometry, input_width: int, input_height: int,
                   min_score: float, view_index: int = 0) -> list[Person]:
-    """MoveNet's (6, 56) rows as people in frame pixels, those scoring at least ``min_score``."""
+    """MoveNet's (N, 56) rows as people in frame pixels, those scoring at least ``min_score``."""
+    if rows.ndim != 2 or rows.shape[1] != ROW_SIZE:
+        raise ValueError(f"expected MoveNet MultiPose rows of {ROW_SIZE} values, got shape {rows.shape}")
     people = []
     for row in rows[:MAX_PEOPLE_PER_PASS]:
         score = float(row[55])
@@ -218,7 +224,7 @@ def merge_people(people: list[Person], iou_threshold: float = 0.5, containment_t
 
 
 Runner = Callable[[np.ndarray], np.ndarray]
-"""Runs MoveNet on one (H, W, 3) uint8 input and returns its (6, 56) rows."""
+"""Runs MoveNet on one (H, W, 3) uint8 input and returns its (N, 56) rows."""
 
 
 def detect_people(rgb: np.ndarray, views: Sequence[View], run: Runner, min_score: float,
