@@ -1,20 +1,26 @@
 """Face detection: MTCNN (P-, R-, O-Net) as eager PyTorch modules on the daemon's device.
 
-The frame goes to the device as NV12 and becomes an RGB tensor there
-(backends.frame_to_rgb_tensor); the whole cascade then runs on that device.
-Each face comes back with its box, the O-Net probability as confidence and
-five landmarks as keypoints.
+On a GPU the frame goes to the device as NV12 and becomes an RGB tensor there
+(backends.frame_to_rgb_tensor); the whole cascade then runs on that device. On
+the CPU the frame becomes a uint8 RGB array, OpenCV makes the pyramid and the
+crops, and the nets run with one intra-op thread. Each face comes back with
+its box, the O-Net probability as confidence and five landmarks as keypoints.
 
-Per-request options: ``min_face_size`` (pixels of the source frame, 12-1000,
-default 20; larger is faster) and ``min_confidence`` (0-1, default 0.7, the
-O-Net threshold).
+Per-request options (the speed / recall trade-off, README.md):
+``min_face_size`` (pixels of the source frame, 12-1000, default 30; smaller
+finds smaller faces at a cost that grows as 1 / min_face_size squared),
+``pyramid_factor`` (0.5-0.85, default 0.6; larger means more pyramid levels,
+finer steps between face sizes, more time) and ``min_confidence`` (0-1,
+default 0.7, the O-Net threshold).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Union
 
+import numpy as np
 import torch
 from mtcnn_cascade import CascadeSettings, Faces, detect_faces
 from mtcnn_nets import ONet, PNet, RNet
@@ -23,13 +29,14 @@ from ai_model_container import Detection, FrameInfo, FrameView, InferenceHandler
 from ai_model_container.backends import frame_to_rgb_tensor, load_state_dict
 from ai_model_container.request_options import float_option
 
-DEFAULTS = CascadeSettings()
+DEFAULTS = CascadeSettings(min_face_size=30.0, pyramid_factor=0.6)  # <= 60 ms per 1280x720 frame, one core
 LANDMARKS = 5
 
 
 @dataclass(frozen=True)
 class Prepared:
-    image: torch.Tensor
+    image: Union[torch.Tensor, np.ndarray]
+    """(3, H, W) float tensor on the GPU, or (H, W, 3) uint8 RGB on the CPU."""
     settings: CascadeSettings
 
 
@@ -52,8 +59,11 @@ class FaceDetectionHandler(InferenceHandler[Prepared, Faces]):
             min_face_size=float_option(request, "min_face_size", DEFAULTS.min_face_size, 12.0, 1000.0),
             thresholds=(*DEFAULTS.thresholds[:2],
                         float_option(request, "min_confidence", DEFAULTS.thresholds[2], 0.0, 1.0)),
+            pyramid_factor=float_option(request, "pyramid_factor", DEFAULTS.pyramid_factor, 0.5, 0.85),
         )
-        return Prepared(frame_to_rgb_tensor(frame, self.device), settings)
+        if self.device.kind == "cuda":
+            return Prepared(frame_to_rgb_tensor(frame, self.device), settings)
+        return Prepared(frame.to_rgb(), settings)
 
     def infer(self, inputs: Prepared) -> Faces:
         with torch.inference_mode():

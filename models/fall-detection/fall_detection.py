@@ -1,44 +1,44 @@
 """Fall detection: MoveNet MultiPose finds people and their keypoints, posture logic calls fall / no_fall.
 
-MoveNet MultiPose Lightning (Google, Apache-2.0) runs on LiteRT, which has
-no CUDA backend on x86: this model runs on the CPU whatever the device, and
-its model.yaml says so. One pass finds up to six people, each with a box, 17
-keypoints and a score; ``fall_posture`` turns each skeleton into a posture.
+The science is in two plain modules: ``person_pose`` (people and keypoints
+from MoveNet over several views of the frame, merged) and ``fall_posture``
+(the posture of one skeleton). This handler only reads the options, converts
+the frame and maps people to detections.
 
-Per-request options: ``min_person_score`` (0-1, default 0.2) drops weak
+MoveNet MultiPose Lightning (Google, Apache-2.0) runs on onnxruntime
+(converted from the original TFLite file by convert_movenet.py): on the CUDA
+provider when the daemon's device is a GPU and the onnxruntime installed has
+it, else on the CPU with one intra-op thread per request.
+
+Per-request options: ``min_person_score`` (0.05-1, default 0.1) drops weak
 people; ``fall_angle_deg`` (10-170, default 55) moves the posture threshold.
 """
 
 from __future__ import annotations
 
-import os
-import threading
-from dataclasses import dataclass
-
 import numpy as np
 from fall_posture import DEFAULT_FALL_ANGLE_DEG, classify_posture
+from person_pose import KEYPOINTS, MoveNetOnnx, Person, detect_people, plan_views
 
 from ai_model_container import Detection, FrameInfo, FrameView, InferenceHandler, InferenceRequest, Keypoint
-from ai_model_container.backends import Letterbox, letterbox_image
+from ai_model_container.backends import onnx_providers
 from ai_model_container.request_options import float_option
 
-INPUT_SIZE = 256  # MoveNet MultiPose takes any multiple of 32; 256 is its reference size
-MAX_PEOPLE = 6
-KEYPOINTS = 17
-DEFAULT_MIN_PERSON_SCORE = 0.2
+# What one frame costs, in MoveNet input pixels (about 0.43 us each on one core): the whole frame upright in
+# 448x320 (a 768x576 frame at 0.56: people down to about 50 pixels tall), and turned both ways by 90 degrees
+# in 96x128 each, where a person lying on the floor stands upright. plan_views shapes them to the frame.
+UPRIGHT_PIXELS = 448 * 320
+TURNED_PIXELS = 96 * 128
+DETECTION_FLOOR = 0.05
+"""Lowest person score kept by the detector; ``min_person_score`` filters above it."""
+VIEW_FLOORS = (DETECTION_FLOOR, 0.2, 0.2)
+"""The turned views see upright people on their side and false people more often: they need a higher score."""
+DEFAULT_MIN_PERSON_SCORE = 0.1
 
 
-@dataclass(frozen=True)
-class Prepared:
-    image: np.ndarray
-    geometry: Letterbox
-    min_person_score: float
-    fall_angle_deg: float
-
-
-class FallDetectionHandler(InferenceHandler[Prepared, np.ndarray]):
+class FallDetectionHandler(InferenceHandler[np.ndarray, list[Person]]):
     def load(self) -> None:
-        from ai_edge_litert.interpreter import Interpreter
+        import onnxruntime
 
         classes = self.config.output_schema.classes
         keypoint_names = self.config.output_schema.keypoints or []
@@ -46,51 +46,39 @@ class FallDetectionHandler(InferenceHandler[Prepared, np.ndarray]):
             raise ValueError("model.yaml must list classes fall and no_fall and the 17 COCO keypoint names")
         self.fall_id, self.no_fall_id = classes.index("fall"), classes.index("no_fall")
         self.keypoint_names = keypoint_names
-        weights = self.model_dir / self.config.weights[0].path
-        self.interpreter = Interpreter(model_path=str(weights), num_threads=min(4, os.cpu_count() or 1))
-        index = self.interpreter.get_input_details()[0]["index"]
-        self.interpreter.resize_tensor_input(index, (1, INPUT_SIZE, INPUT_SIZE, 3))
-        self.interpreter.allocate_tensors()
-        self.input_index = self.interpreter.get_input_details()[0]["index"]
-        self.output_index = self.interpreter.get_output_details()[0]["index"]
-        self.lock = threading.Lock()  # a LiteRT interpreter runs one invocation at a time
+        providers = onnx_providers(self.device, onnxruntime.get_available_providers())
+        # onnxruntime sessions run concurrent requests safely; one intra-op thread each on the CPU.
+        self.movenet = MoveNetOnnx(self.model_dir / self.config.weights[0].path, providers,
+                                   intra_op_threads=1 if self.device.kind != "cuda" else 0)
 
-    def preprocess(self, frame: FrameView, request: InferenceRequest) -> Prepared:
-        min_person_score = float_option(request, "min_person_score", DEFAULT_MIN_PERSON_SCORE, 0.0, 1.0)
-        fall_angle_deg = float_option(request, "fall_angle_deg", DEFAULT_FALL_ANGLE_DEG, 10.0, 170.0)
-        image, geometry = letterbox_image(frame.to_rgb(), INPUT_SIZE, INPUT_SIZE)
-        return Prepared(image, geometry, min_person_score, fall_angle_deg)
+    def preprocess(self, frame: FrameView, request: InferenceRequest) -> np.ndarray:
+        float_option(request, "min_person_score", DEFAULT_MIN_PERSON_SCORE, DETECTION_FLOOR, 1.0)
+        float_option(request, "fall_angle_deg", DEFAULT_FALL_ANGLE_DEG, 10.0, 170.0)
+        return frame.to_rgb()
 
-    def infer(self, inputs: Prepared) -> np.ndarray:
-        with self.lock:
-            self.interpreter.set_tensor(self.input_index, inputs.image[np.newaxis])
-            self.interpreter.invoke()
-            return self.interpreter.get_tensor(self.output_index)[0].copy()
+    def infer(self, inputs: np.ndarray) -> list[Person]:
+        views = plan_views(inputs.shape[1], inputs.shape[0], UPRIGHT_PIXELS, TURNED_PIXELS)
+        return detect_people(inputs, views, self.movenet, DETECTION_FLOOR, VIEW_FLOORS)
 
-    def postprocess(self, people: np.ndarray, prepared: Prepared, frame: FrameInfo,
+    def postprocess(self, outputs: list[Person], inputs: np.ndarray, frame: FrameInfo,
                     request: InferenceRequest) -> list[Detection]:
+        min_person_score = float_option(request, "min_person_score", DEFAULT_MIN_PERSON_SCORE, DETECTION_FLOOR, 1.0)
+        fall_angle_deg = float_option(request, "fall_angle_deg", DEFAULT_FALL_ANGLE_DEG, 10.0, 170.0)
         detections = []
-        for row in people[:MAX_PEOPLE]:
-            person_score = float(row[55])
-            if person_score < prepared.min_person_score:
+        for person in outputs:
+            if person.score < min_person_score:
                 continue
-            y_x_score = row[:51].reshape(KEYPOINTS, 3)
-            points = prepared.geometry.to_source(y_x_score[:, 1::-1] * INPUT_SIZE)
-            keypoints = np.column_stack([points, np.clip(y_x_score[:, 2], 0.0, 1.0)])
-            y_min, x_min, y_max, x_max = (float(value) * INPUT_SIZE for value in row[51:55])
-            box = prepared.geometry.box_to_source((x_min, y_min, x_max, y_max))
-            if box[2] - box[0] < 2 or box[3] - box[1] < 2:
-                continue
-            posture = classify_posture(keypoints, box, prepared.fall_angle_deg)
+            posture = classify_posture(person.keypoints, person.box, fall_angle_deg)
             fall = posture.is_fall()
             detections.append(Detection(
                 class_id=self.fall_id if fall else self.no_fall_id,
                 class_name="fall" if fall else "no_fall",
                 confidence=round(posture.fall_probability if fall else 1.0 - posture.fall_probability, 4),
-                bbox=box,
+                bbox=person.box,
                 keypoints=[Keypoint(x=float(x), y=float(y), score=float(score), name=name)
-                           for (x, y, score), name in zip(keypoints, self.keypoint_names)],
-                attributes={"person_score": round(person_score, 4), "body_angle_deg": round(posture.angle_deg, 1),
-                            "angle_source": posture.source},
+                           for (x, y, score), name in zip(person.keypoints, self.keypoint_names)],
+                attributes={"person_score": round(person.score, 4), "body_angle_deg": round(posture.angle_deg, 1),
+                            "angle_source": posture.source, "posture_check": posture.check,
+                            "view_rotation": person.rotation},
             ))
         return detections

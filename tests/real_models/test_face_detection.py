@@ -13,7 +13,8 @@ from .model_photos import MODELS, photo
 
 torch = pytest.importorskip("torch")
 sys.path.insert(0, str(MODELS / "face-detection"))
-from mtcnn_cascade import nms  # noqa: E402
+from mtcnn_cascade import CascadeSettings, CpuImage, detect_faces, nms  # noqa: E402
+from mtcnn_nets import ONet, PNet, RNet  # noqa: E402
 
 # Where the faces are, measured by hand on the photos (x_min, y_min, x_max, y_max).
 ASTRONAUT_FACE = (185, 75, 265, 175)
@@ -78,7 +79,68 @@ def test_a_blank_frame_has_no_faces(face_daemon, ask, value):
 def test_options_change_the_answer_and_bad_options_are_refused(face_daemon, ask):
     only_large = ask(face_daemon, photo("astronaut.jpg"), {"min_face_size": 300})
     assert only_large.error_code is None and only_large.detections == []  # the face is about 90 pixels
-    for bad in ({"min_face_size": 5}, {"min_confidence": "high"}, {"min_confidence": 1.5}):
+    for bad in ({"min_face_size": 5}, {"min_confidence": "high"}, {"min_confidence": 1.5},
+                {"pyramid_factor": 0.3}, {"pyramid_factor": "fine"}, {"pyramid_factor": 0.9}):
         response = ask(face_daemon, photo("astronaut.jpg"), bad)
         assert response.error_code == ErrorCode.INVALID_REQUEST, bad
         assert next(iter(bad)) in response.error
+
+
+@pytest.fixture(scope="module")
+def nets():
+    weights = MODELS / "face-detection" / "weights"
+    loaded = []
+    for name, net in (("pnet", PNet), ("rnet", RNet), ("onet", ONet)):
+        module = net()
+        module.load_state_dict(torch.load(str(weights / f"{name}.pt"), weights_only=True))
+        loaded.append(module.eval())
+    return tuple(loaded)
+
+
+def test_the_opencv_cpu_path_finds_the_faces_the_torch_path_finds(nets):
+    canvas = np.zeros((720, 1280, 3), np.uint8)
+    canvas[104:616, 40:552] = photo("camera.jpg")
+    canvas[104:616, 700:1212] = photo("astronaut.jpg")
+    rgb = np.ascontiguousarray(canvas[..., ::-1])
+    settings = CascadeSettings(min_face_size=20)
+    with torch.inference_mode():
+        reference = detect_faces(torch.from_numpy(rgb).permute(2, 0, 1).float(), nets, settings)
+        fast = detect_faces(rgb, nets, settings)
+    assert len(reference.boxes) == len(fast.boxes) == 2
+    for box in reference.boxes.tolist():
+        assert max(iou(box, other) for other in fast.boxes.tolist()) > 0.8
+
+
+def test_the_cpu_pyramid_levels_are_the_sizes_asked_for():
+    rgb = np.random.default_rng(0).integers(0, 255, (720, 1280, 3), dtype=np.uint8)
+    image = CpuImage(rgb)
+    for height, width in ((433, 769), (154, 274), (13, 23), (720, 1280)):
+        assert tuple(image.level(height, width).shape) == (1, 3, height, width)
+    assert len(image.octaves) == 6  # halvings down to the smallest level asked for, kept for reuse
+    crops = image.crops([(1, 1, 48, 48), (100, 200, 110, 230)], 24)
+    assert tuple(crops.shape) == (2, 3, 24, 24)
+    assert torch.allclose(crops[0].mean(), torch.from_numpy(rgb[:48, :48]).float().mean(), atol=3)
+
+
+def test_min_face_size_and_pyramid_factor_set_how_many_levels_p_net_sees(nets):
+    rgb = np.zeros((720, 1280, 3), np.uint8)
+    pnet, rnet, onet = nets
+    levels = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, x):
+            levels.append(tuple(x.shape[-2:]))
+            return pnet(x)
+
+    def level_sizes(**settings):
+        levels.clear()
+        with torch.inference_mode():
+            detect_faces(rgb, (Spy(), rnet, onet), CascadeSettings(**settings))
+        return list(levels)
+
+    default = level_sizes(min_face_size=30, pyramid_factor=0.6)
+    assert default[0] == (289, 513)  # 12 / 30 of the frame, + 1 as the reference rounds
+    assert len(level_sizes(min_face_size=20, pyramid_factor=0.709)) > len(default)
+    assert level_sizes(min_face_size=20, pyramid_factor=0.709)[0] == (433, 769)
+    assert len(level_sizes(min_face_size=30, pyramid_factor=0.5)) < len(default)
+    assert min(min(size) for size in default) >= 12  # P-Net's window

@@ -16,7 +16,7 @@ from ai_model_container.contract.schema import ErrorCode
 
 from .model_photos import MODELS, photo
 
-pytest.importorskip("ai_edge_litert")
+onnxruntime = pytest.importorskip("onnxruntime")
 
 MODEL_DIR = MODELS / "fall-detection"
 sys.path.insert(0, str(MODEL_DIR))
@@ -75,8 +75,9 @@ def test_two_standing_people_are_found_upright(fall_daemon, ask):
     left, right = people
     assert left.bbox[0] < 100 and left.bbox[2] < 250 and right.bbox[0] > 350  # one man on each side
     for person in people:
-        assert person.confidence > 0.9 and person.attributes["angle_source"] == "torso"
-        assert person.attributes["body_angle_deg"] < 20
+        # The man on the right is cut by the frame at the hips: his axis may come from the head instead.
+        assert person.confidence > 0.9 and person.attributes["angle_source"] in ("torso", "head")
+        assert person.attributes["body_angle_deg"] < 30
         assert len(person.keypoints) == KEYPOINT_COUNT
         assert person.keypoints[0].name == "nose" and person.keypoints[-1].name == "right_ankle"
         x_min, y_min, x_max, y_max = person.bbox
@@ -114,7 +115,31 @@ def test_an_empty_scene_has_no_people(fall_daemon, ask):
 def test_options_change_the_answer_and_bad_options_are_refused(fall_daemon, ask):
     strict = ask(fall_daemon, photo("basketball.jpg"), {"min_person_score": 0.99})
     assert strict.error_code is None and strict.detections == []
-    for bad in ({"fall_angle_deg": "steep"}, {"fall_angle_deg": 500}, {"min_person_score": True}):
+    for bad in ({"fall_angle_deg": "steep"}, {"fall_angle_deg": 500}, {"min_person_score": True},
+                {"min_person_score": 0.01}):
         response = ask(fall_daemon, photo("basketball.jpg"), bad)
         assert response.error_code == ErrorCode.INVALID_REQUEST, bad
         assert next(iter(bad)) in response.error
+
+
+def test_on_a_gpu_the_handler_asks_onnxruntime_for_cuda_first(monkeypatch):
+    """The GPU path, as far as a machine without a GPU can check it: the session is asked for CUDA first."""
+    from ai_model_container.contract.model_config import load_model_config
+    from ai_model_container.daemon.container import load_handler
+    from ai_model_container.device import Device
+
+    asked = []
+    monkeypatch.setattr(onnxruntime, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    real_session = onnxruntime.InferenceSession
+
+    def session(path, sess_options=None, providers=None):
+        asked.append(list(providers))
+        return real_session(path, sess_options=sess_options, providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", session)
+    config = load_model_config(MODEL_DIR / "model.yaml")
+    handler = load_handler(config, MODEL_DIR, Device("cuda", "cuda:0 (test)"))
+    handler.load()
+    assert asked == [["CUDAExecutionProvider", "CPUExecutionProvider"]]
+    assert handler.movenet.intra_op_threads == 0  # onnxruntime's default on a GPU; one thread per request on a CPU
