@@ -26,6 +26,7 @@ import heapq
 import itertools
 import logging
 import math
+import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -39,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_POLL_INTERVAL_S = 0.005
 MISSING_POLL_INTERVAL_S = 0.1
+DELIVERY_S = 0.001
+"""How long after its capture time a frame is expected to be in the ring."""
 MAX_SLEEP_S = 1.0
 """Longest a watch sleeps between looks, whatever its gates say (a new subscription, a clock jump)."""
 
@@ -106,6 +109,9 @@ class CameraWatch:
         self._loop = loop
         self._poll_interval_s = poll_interval_s
         self._last_frame_id = 0
+        self._last_timestamp_ns = 0
+        self._interval_ns = 0.0
+        """The camera's frame interval, a moving average over the frames seen (0 until known)."""
         self._geometry: Optional[tuple[int, int, int]] = None
 
     def start(self) -> None:
@@ -145,13 +151,14 @@ class CameraWatch:
                 self.segment_resets += 1
                 for subscription in self.subscriptions.values():
                     subscription.gate.reset()
-            self._geometry, self._last_frame_id = shape, 0
+            self._geometry, self._last_frame_id, self._last_timestamp_ns, self._interval_ns = shape, 0, 0, 0.0
             self.state = "streaming"
         if newest == self._last_frame_id or newest == 0:
             return self._poll_interval_s
-        self._last_frame_id = newest
+        previous_id, self._last_frame_id = self._last_frame_id, newest
         if timestamp_ns == 0:
             return self._poll_interval_s  # its slot is being rewritten: the next look sees the newer frame
+        self._learn_interval(newest - previous_id, timestamp_ns)
         self.frames_seen += 1
         frame = SelectedFrame(self.camera_id, newest, timestamp_ns, header.width, header.height)
         for subscription in list(self.subscriptions.values()):
@@ -159,10 +166,30 @@ class CameraWatch:
                 self._dispatch(subscription, frame)
         return self._sleep_after(timestamp_ns)
 
+    def _learn_interval(self, frames: int, timestamp_ns: int) -> None:
+        if self._last_timestamp_ns and 0 < frames < 1000 and timestamp_ns > self._last_timestamp_ns:
+            interval = (timestamp_ns - self._last_timestamp_ns) / frames
+            self._interval_ns = interval if not self._interval_ns else 0.8 * self._interval_ns + 0.2 * interval
+        self._last_timestamp_ns = timestamp_ns
+
     def _sleep_after(self, timestamp_ns: int) -> float:
-        """Until the earliest gate's next capture time, counted from the frame just seen."""
-        dues = [s.gate.next_due_ns for s in self.subscriptions.values()]
-        if not dues or any(due is None for due in dues):
+        """Until the first frame the earliest gate would take is captured (plus its delivery), by the clock.
+
+        Capture times are this host's wall clock (the writer shares the host), so the wake-up is
+        anchored on when that frame is taken, not on when this look happened: the pick-up delay
+        stays at the writer's delivery time instead of carrying whatever lateness a look had.
+        """
+        earliest = None
+        for subscription in self.subscriptions.values():
+            gate = subscription.gate
+            if gate.next_due_ns is None:
+                return self._poll_interval_s
+            acceptable = gate.next_due_ns - gate.tolerance_ns
+            earliest = acceptable if earliest is None else min(earliest, acceptable)
+        if earliest is None:
             return self._poll_interval_s
-        wait = (min(dues) - timestamp_ns) / 1e9  # type: ignore[type-var]  (no None left)
-        return min(max(wait, self._poll_interval_s), MAX_SLEEP_S)
+        expected = earliest
+        if self._interval_ns > 0:
+            expected = timestamp_ns + math.ceil(max(earliest - timestamp_ns, 1) / self._interval_ns) * self._interval_ns
+        wait_s = (expected - time.time_ns()) / 1e9 + DELIVERY_S
+        return min(max(wait_s, self._poll_interval_s), MAX_SLEEP_S)
