@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from . import core_capacity, frames, ipc
+from . import batching, core_capacity, frames, ipc
 from .options import Options
 from .table import Row, SectionResult, render
 
@@ -17,6 +17,7 @@ SECTIONS: dict[str, Callable[[Options], SectionResult]] = {
     "ipc": ipc.run,
     "frames": frames.run,
     "core": core_capacity.run,
+    "batching": batching.run,
 }
 """Section name -> runner, in the order they run and print. Add new sections here."""
 
@@ -31,11 +32,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--compare-with", metavar="REV", default=None,
                         help="also measure this git revision's Core and daemon, in the same run (core section)")
     parser.add_argument("--output", metavar="DIR", default="bench-output", help="where plots go (default bench-output)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                        help="RUTH_DEVICE for the daemons of the batching section")
     args = parser.parse_args(argv)
     repeats = args.repeats if args.repeats is not None else (3 if args.quick else 5)
     if repeats < 1:
         parser.error("--repeats must be at least 1")
-    options = Options(quick=args.quick, repeats=repeats, compare_with=args.compare_with, output_dir=Path(args.output))
+    options = Options(quick=args.quick, repeats=repeats, compare_with=args.compare_with, output_dir=Path(args.output),
+                      device=args.device)
     started = time.monotonic()
     rows: list[Row] = []
     notes: list[str] = []

@@ -16,6 +16,8 @@ class Options:
     """A git revision whose Core and daemon sections that support it measure beside this tree's."""
     output_dir: Path = Path("bench-output")
     """Where sections write files (plots)."""
+    device: Optional[str] = None
+    """RUTH_DEVICE for the daemons of sections that support it (batching): cuda on a GPU machine."""
 
     def scaled(self, full: float, quick: float) -> float:
         """A duration or count: ``full`` in a normal run, ``quick`` under --quick."""

@@ -7,6 +7,7 @@ without a psutil dependency.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -15,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator, Optional
 
 from ai_model_container.contract.client import ClientError, ModelClient
 from ai_model_container.contract.paths import socket_path
@@ -70,21 +71,34 @@ class ServerProcess:
                                f"{self.log_path.read_text(errors='replace')}")
 
 
-def _launch(name: str, command: list[str], sock: Path, log_path: Path) -> ServerProcess:
+def _launch(name: str, command: list[str], sock: Path, log_path: Path,
+            env: Optional[dict[str, str]] = None) -> ServerProcess:
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-                                   env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+                                   env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})})
     return ServerProcess(name, process, sock, log_path)
 
 
-def start_runtime(socket_dir: Path, model_id: str) -> ServerProcess:
-    """``ruth-model serve`` on the no-op model: the real daemon, as deployed."""
+def start_runtime(socket_dir: Path, model_id: str, model_dir: Path = NOOP_MODEL_DIR,
+                  device: Optional[str] = None) -> ServerProcess:
+    """``ruth-model serve`` on a model (the no-op one by default): the real daemon, as deployed."""
     sock = socket_path(model_id, str(socket_dir))
-    server = _launch("runtime", [sys.executable, "-m", "ai_model_container.daemon.cli", "serve", str(NOOP_MODEL_DIR),
+    server = _launch("runtime", [sys.executable, "-m", "ai_model_container.daemon.cli", "serve", str(model_dir),
                                  "--socket-dir", str(socket_dir), "--model-id", model_id],
-                     sock, socket_dir / "runtime.log")
+                     sock, socket_dir / f"{model_id}.log", {"RUTH_DEVICE": device} if device else {})
     _wait_until(server, lambda: _health_answers(sock))
     return server
+
+
+@contextlib.contextmanager
+def launch_model(model_dir: Path, socket_dir: Path, model_id: str,
+                 device: Optional[str] = None) -> Iterator[ServerProcess]:
+    """``start_runtime`` for the length of a with-block; the daemon is stopped (SIGTERM) on the way out."""
+    server = start_runtime(socket_dir, model_id, model_dir, device)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def start_baseline(socket_dir: Path) -> ServerProcess:

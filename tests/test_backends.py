@@ -21,6 +21,7 @@ from ai_model_container.backends import (  # noqa: E402  (after the importorskip
     CPU_PROVIDER,
     CUDA_PROVIDER,
     Letterbox,
+    NV12Staging,
     frame_to_rgb_tensor,
     letterbox_image,
     letterbox_tensor,
@@ -34,6 +35,7 @@ from ai_model_container.contract.client import inference_request  # noqa: E402
 from ai_model_container.contract.frame_reader import FrameReader  # noqa: E402
 from ai_model_container.contract.schema import FrameMetadata  # noqa: E402
 from ai_model_container.device import Device  # noqa: E402
+from ruth_model_tools.frame_writer import bgr_to_nv12  # noqa: E402
 
 PHOTOS = Path(__file__).resolve().parent / "real_models" / "photos"
 CPU = Device("cpu", "cpu")
@@ -214,3 +216,41 @@ def test_onnx_session_refuses_missing_and_corrupt_files(tmp_path):
     corrupt.write_bytes(b"\x00garbage")
     with pytest.raises(Exception, match="(?i)protobuf|parse|load"):
         onnx_session(corrupt, CPU)
+
+
+def test_nv12_conversion_of_a_batch_equals_frame_by_frame(astronaut):
+    frames = [bgr_to_nv12(astronaut), bgr_to_nv12(cv2.flip(astronaut, 1))]
+    batch = nv12_to_rgb(torch.from_numpy(np.stack(frames)), 480)
+    assert batch.shape == (2, 3, 480, 640)
+    for index, nv12 in enumerate(frames):
+        assert torch.equal(batch[index], nv12_to_rgb(torch.from_numpy(nv12), 480))
+
+
+def test_staging_reuses_its_buffers_and_batches_mixed_sizes(make_writer, camera_id, astronaut):
+    staging = NV12Staging(CPU)
+    big = make_writer(camera_id, 640, 480, stride=704)
+    small = make_writer(camera_id + "s", 320, 240)
+    big_id, small_id = big.write_bgr(astronaut), small.write_bgr(cv2.resize(astronaut, (320, 240)))
+    for _ in range(5):
+        staged = [read_back(big, big_id, staging.stage), read_back(small, small_id, staging.stage),
+                  read_back(big, big_id, staging.stage)]
+        batch, geometries = staging.to_batch(staged, 320, 320)
+    assert staging.allocated == 3, "host buffers are allocated once per frame size and batch position"
+    assert batch.shape == (3, 3, 320, 320) and batch.dtype == torch.float32
+    assert [(g.source_width, g.source_height) for g in geometries] == [(640, 480), (320, 240), (640, 480)]
+    expected, _ = letterbox_tensor(read_back(big, big_id, lambda view: frame_to_rgb_tensor(view, CPU)), 320, 320)
+    assert float((batch[0] - expected).abs().mean()) < 1.5, "the staged path gives what the per-frame path gives"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_staging_on_the_gpu_uses_pinned_buffers_and_matches_the_cpu(make_writer, camera_id, astronaut):
+    gpu = NV12Staging(Device("cuda", "cuda:0"))
+    cpu = NV12Staging(CPU)
+    writer = make_writer(camera_id, 640, 480)
+    frame_id = writer.write_bgr(astronaut)
+    staged = read_back(writer, frame_id, gpu.stage)
+    assert staged.nv12.is_pinned()
+    on_gpu, _ = gpu.to_batch([staged], 320, 320)
+    on_cpu, _ = cpu.to_batch([read_back(writer, frame_id, cpu.stage)], 320, 320)
+    assert on_gpu.device.type == "cuda"
+    assert float((on_gpu.cpu() - on_cpu).abs().max()) < 1.0

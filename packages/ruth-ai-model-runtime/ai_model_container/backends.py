@@ -13,13 +13,21 @@ On a GPU the NV12 bytes are copied to the device as they are (1.5 bytes a
 pixel) and converted there, which moves half the data of an RGB upload and
 takes the colour conversion off the CPU. On the CPU, OpenCV's SIMD conversion
 is faster than torch's, so the CPU path uses it.
+
+For a batching model, ``NV12Staging`` splits that in two: ``stage`` (in
+``preprocess``, while the frame view is valid) copies the NV12 bytes into a
+pinned host buffer taken from a pool, and ``to_batch`` (in ``infer_batch``)
+uploads every staged frame, converts and letterboxes the whole batch on the
+device and gives the buffers back, so pinned memory is allocated once per
+frame size and reused, never per request.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -107,19 +115,22 @@ def torch_device(device: Device) -> "torch.device":
 def nv12_to_rgb(nv12: "torch.Tensor", height: int) -> "torch.Tensor":
     """Convert a (height * 3 / 2, width) uint8 NV12 tensor to (3, height, width) float32 RGB in 0..255.
 
-    Runs wherever the tensor lives. BT.601 limited range with chroma repeated
-    over each 2x2 block, as OpenCV does.
+    A batch, (N, height * 3 / 2, width), converts in one go to (N, 3, height, width). Runs
+    wherever the tensor lives. BT.601 limited range with chroma repeated over each 2x2 block,
+    as OpenCV does.
     """
     import torch
 
-    if nv12.dim() != 2 or nv12.shape[0] != height * 3 // 2 or height % 2 or nv12.shape[1] % 2:
-        raise ValueError(f"expected an NV12 tensor of shape ({height * 3 // 2}, even width), got {tuple(nv12.shape)}")
-    width = nv12.shape[1]
-    luma = (nv12[:height].to(torch.float32) - 16.0).clamp_(min=0.0) * _CY
-    chroma = nv12[height:].reshape(height // 2, width // 2, 2).to(torch.float32) - 128.0
-    chroma = chroma.repeat_interleave(2, dim=0).repeat_interleave(2, dim=1)
+    if nv12.dim() not in (2, 3) or nv12.shape[-2] != height * 3 // 2 or height % 2 or nv12.shape[-1] % 2:
+        raise ValueError(f"expected an NV12 tensor of shape ([N,] {height * 3 // 2}, even width), "
+                         f"got {tuple(nv12.shape)}")
+    width = nv12.shape[-1]
+    leading = nv12.shape[:-2]
+    luma = (nv12[..., :height, :].to(torch.float32) - 16.0).clamp_(min=0.0) * _CY
+    chroma = nv12[..., height:, :].reshape(*leading, height // 2, width // 2, 2).to(torch.float32) - 128.0
+    chroma = chroma.repeat_interleave(2, dim=-3).repeat_interleave(2, dim=-2)
     u, v = chroma[..., 0], chroma[..., 1]
-    rgb = torch.stack([luma + _CVR * v, luma + _CUG * u + _CVG * v, luma + _CUB * u])
+    rgb = torch.stack([luma + _CVR * v, luma + _CUG * u + _CVG * v, luma + _CUB * u], dim=-3)
     return rgb.clamp_(0.0, 255.0)
 
 
@@ -157,6 +168,80 @@ def letterbox_tensor(image: "torch.Tensor", input_width: int, input_height: int,
     canvas[:, geometry.pad_y:geometry.pad_y + geometry.resized_height,
            geometry.pad_x:geometry.pad_x + geometry.resized_width] = resized
     return canvas, geometry
+
+
+class StagedFrame:
+    """One frame's NV12 bytes in a host buffer of the staging pool, waiting for its batch's upload."""
+
+    __slots__ = ("nv12", "width", "height")
+
+    def __init__(self, nv12: "torch.Tensor", width: int, height: int) -> None:
+        self.nv12 = nv12
+        self.width = width
+        self.height = height
+
+
+class NV12Staging:
+    """Pinned host buffers for NV12 frames, reused across batches; thread-safe (workers share it).
+
+    On a CUDA device the buffers are pinned (page-locked), so uploads are asynchronous DMA; on
+    the CPU they are ordinary tensors and ``to_batch`` converts there.
+    """
+
+    def __init__(self, device: Device) -> None:
+
+        self.device = torch_device(device)
+        self._pinned = self.device.type == "cuda"
+        self._free: dict[tuple[int, int], list["torch.Tensor"]] = {}
+        self._lock = threading.Lock()
+        self.allocated = 0
+        """Host buffers made so far: stays flat once every frame size has been seen at the largest batch."""
+
+    def stage(self, frame: FrameView) -> StagedFrame:
+        """Copy the frame's NV12 bytes (dropping stride padding) into a pooled host buffer."""
+        import torch
+
+        shape = (frame.height * 3 // 2, frame.width)
+        with self._lock:
+            free = self._free.get(shape)
+            buffer = free.pop() if free else None
+        if buffer is None:
+            buffer = torch.empty(shape, dtype=torch.uint8, pin_memory=self._pinned)
+            with self._lock:
+                self.allocated += 1
+        buffer.numpy()[...] = frame.nv12
+        return StagedFrame(buffer, frame.width, frame.height)
+
+    def to_batch(self, frames: Sequence[StagedFrame], input_width: int, input_height: int,
+                 fill: float = 0.0) -> tuple["torch.Tensor", list[Letterbox]]:
+        """A (N, 3, input_height, input_width) float32 RGB batch (0..255) on the device, letterboxed.
+
+        Frames of one size are converted as one tensor; the host buffers go back to the pool
+        once their copies have completed.
+        """
+        import torch
+
+        images: list[Optional[torch.Tensor]] = [None] * len(frames)
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for index, staged in enumerate(frames):
+            by_size.setdefault((staged.width, staged.height), []).append(index)
+        for (_, height), indices in by_size.items():
+            uploads = [frames[index].nv12.to(self.device, non_blocking=self._pinned) for index in indices]
+            rgb = nv12_to_rgb(torch.stack(uploads), height)
+            for position, index in enumerate(indices):
+                images[index] = rgb[position]
+        batch, geometries = [], []
+        for image in images:
+            assert image is not None
+            canvas, geometry = letterbox_tensor(image, input_width, input_height, fill)
+            batch.append(canvas)
+            geometries.append(geometry)
+        if self._pinned:
+            torch.cuda.current_stream(self.device).synchronize()  # the uploads are done: buffers may be reused
+        with self._lock:
+            for staged in frames:
+                self._free.setdefault(tuple(staged.nv12.shape), []).append(staged.nv12)
+        return torch.stack(batch), geometries
 
 
 def load_torchscript(path: Path, device: Device) -> "torch.jit.ScriptModule":
