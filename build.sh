@@ -69,6 +69,8 @@ Environment:
   DEBIAN_MIRROR  mirror for local-base (default $DEBIAN_MIRROR)
   LOCAL_BASE_IMAGE  the image local-base makes and --air-gapped builds on
                  (default local/debian-python:bookworm)
+  RUNTIME_TAG    build the base as $RUNTIME_REPO:RUNTIME_TAG only (no :latest) and build models
+                 FROM it (default: <version>); the docker tests use it to leave your images alone
 EOF
 }
 
@@ -84,6 +86,11 @@ new_scratch_dir() {
 
 runtime_version() {
     sed -n 's/^version = "\([^"]*\)"$/\1/p' "$RUNTIME_PROJECT/pyproject.toml"
+}
+
+# The base image's tag: what base builds and model builds start FROM.
+runtime_tag() {
+    echo "${RUNTIME_TAG:-$(runtime_version)}"
 }
 
 # A top-level scalar of a model.yaml (model_id, model_version), quotes and comments stripped.
@@ -158,7 +165,13 @@ docker_build() {
     local steps=()
     mapfile -t steps < <(sed -n 's/^ ---> \([0-9a-f]\{12\}\)$/\1/p' "$log" | tac)
     remove_untagged "${steps[@]}" "${previous[@]}"
-    [[ $status == 0 ]] || die "docker build of $context failed (exit $status); its output is above"
+    [[ $status == 0 ]] && return 0
+    if [[ $OFFLINE == 0 ]] && grep -qE 'registry-1\.docker\.io|pull access denied|dial tcp|TLS handshake timeout' "$log"; then
+        die "docker build of $context failed (exit $status): the image registry is not reachable from here.
+Build without it, from a local Debian base and this host's pip:
+  ./build.sh local-base && ./build.sh --air-gapped ${COMMAND_LINE[*]}    (local-base as root)"
+    fi
+    die "docker build of $context failed (exit $status); its output is above"
 }
 
 remove_untagged() {
@@ -176,15 +189,16 @@ remove_untagged() {
 }
 
 build_base() {
-    local version
+    local version tags
     version=$(runtime_version)
+    tags=("$RUNTIME_REPO:$(runtime_tag)")
+    [[ -n ${RUNTIME_TAG:-} ]] || tags+=("$RUNTIME_REPO:latest")
     if [[ $BASE_IMAGE == "$LOCAL_BASE_IMAGE" ]] && ! image_exists "$BASE_IMAGE"; then
         die "the air-gapped base $BASE_IMAGE is missing; make it first (as root, about 2.5 minutes):
   ./build.sh local-base"
     fi
     fill_base_wheelhouse
-    docker_build "$BASE_CONTEXT" "$RUNTIME_REPO:$version" "$RUNTIME_REPO:latest" \
-        --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "RUNTIME_VERSION=$version"
+    docker_build "$BASE_CONTEXT" "${tags[@]}" --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "RUNTIME_VERSION=$version"
 }
 
 build_model() {
@@ -193,11 +207,11 @@ build_model() {
     id=$(yaml_field "$dir" model_id)
     version=$(yaml_field "$dir" model_version)
     [[ -n $id && -n $version ]] || die "$dir/model.yaml: model_id or model_version missing"
-    image_exists "$RUNTIME_REPO:$(runtime_version)" || die "the base image $RUNTIME_REPO:$(runtime_version) \
+    image_exists "$RUNTIME_REPO:$(runtime_tag)" || die "the base image $RUNTIME_REPO:$(runtime_tag) \
 is missing ($dir builds FROM it); build it first, once:
 $(base_commands)"
     fill_model_wheelhouse "$dir"
-    docker_build "$dir" "ruth-ai/$id:$version" "ruth-ai/$id:latest" --build-arg "RUNTIME_VERSION=$(runtime_version)"
+    docker_build "$dir" "ruth-ai/$id:$version" "ruth-ai/$id:latest" --build-arg "RUNTIME_VERSION=$(runtime_tag)"
 }
 
 build_local_base() {
@@ -238,6 +252,7 @@ while [[ $# -gt 0 ]]; do
 done
 
 command=${1:-base}
+COMMAND_LINE=("$command" "${@:2}")  # for messages
 [[ $# -gt 0 ]] && shift
 case $command in
     base) build_base ;;

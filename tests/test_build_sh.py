@@ -60,8 +60,12 @@ class StubDocker:
         self.state_path.write_text(json.dumps(state))
 
     def run(self, *arguments: str) -> subprocess.CompletedProcess:
-        env = {**os.environ, "DOCKER": str(self.executable), "STUB_STATE": str(self.state_path),
-               "STUB_LOG": str(self.log_path), "LOCAL_BASE_IMAGE": "local/stub-base:test"}
+        return self.run_with({}, *arguments)
+
+    def run_with(self, env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess:
+        inherited = {key: value for key, value in os.environ.items() if key not in ("RUNTIME_TAG", "LOCAL_BASE_IMAGE")}
+        env = {**inherited, "DOCKER": str(self.executable), "STUB_STATE": str(self.state_path),
+               "STUB_LOG": str(self.log_path), "LOCAL_BASE_IMAGE": "local/stub-base:test", **env}
         return subprocess.run([str(BUILD_SH), *arguments], cwd=REPO, env=env, capture_output=True, text=True,
                               timeout=120)
 
@@ -158,3 +162,26 @@ def test_after_a_build_only_what_it_left_untagged_is_removed(docker: StubDocker,
     else:
         assert result.returncode == 2
         assert f"docker build of {model_dir} failed (exit 1)" in result.stderr
+
+
+def test_runtime_tag_names_the_base_image_models_build_from(docker: StubDocker, model_dir: Path) -> None:
+    docker.set_state(images={"ruth-ai/model-runtime:mine": {"id": "sha256:mine", "tags": 1}})
+    assert docker.run("model", str(model_dir)).returncode == 2, "the default tag is not there"
+    result = docker.run_with({"RUNTIME_TAG": "mine"}, "model", str(model_dir))
+    assert result.returncode == 0, result.stderr
+    (build,) = docker.calls_of("build")
+    assert "RUNTIME_VERSION=mine" in build
+
+
+REGISTRY_FAILURE = """Step 2/9 : FROM ${BASE_IMAGE} AS install
+Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io: no such host
+"""
+
+
+def test_an_unreachable_registry_names_the_air_gapped_command(docker: StubDocker, model_dir: Path) -> None:
+    docker.set_state(images={BASE: {"id": "sha256:base", "tags": 2}}, build_output=REGISTRY_FAILURE, build_status=1)
+    result = docker.run("model", str(model_dir))
+    assert result.returncode == 2
+    assert "the image registry is not reachable from here" in result.stderr
+    assert f"./build.sh local-base && ./build.sh --air-gapped model {model_dir}" in result.stderr
+    assert "registry-1.docker.io" in result.stdout, "Docker's own words stay visible above"
