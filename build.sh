@@ -161,7 +161,7 @@ docker_build() {
     done
     new_scratch_dir
     log=$SCRATCH_DIR/build.log
-    "$DOCKER" "${args[@]}" "$@" "$context" | tee "$log" || status=$?
+    "$DOCKER" "${args[@]}" "$@" "$context" 2>&1 | tee "$log" || status=$?  # errors too, for the hints below
     local steps=()
     mapfile -t steps < <(sed -n 's/^ ---> \([0-9a-f]\{12\}\)$/\1/p' "$log" | tac)
     remove_untagged "${steps[@]}" "${previous[@]}"

@@ -40,6 +40,7 @@ if args[:2] == ["image", "inspect"]:
     sys.exit(0)
 if args[:1] == ["build"]:
     sys.stdout.write(state.get("build_output", ""))
+    sys.stderr.write(state.get("build_errors", ""))  # Docker prints a failed pull on stderr
     sys.exit(state.get("build_status", 0))
 if args[:1] == ["rmi"]:
     sys.exit(0 if state["images"].get(args[1], {{}}).get("removable", True) else 1)
@@ -179,7 +180,8 @@ Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io: n
 
 
 def test_an_unreachable_registry_names_the_air_gapped_command(docker: StubDocker, model_dir: Path) -> None:
-    docker.set_state(images={BASE: {"id": "sha256:base", "tags": 2}}, build_output=REGISTRY_FAILURE, build_status=1)
+    docker.set_state(images={BASE: {"id": "sha256:base", "tags": 2}}, build_output=REGISTRY_FAILURE.splitlines()[0],
+                     build_errors=REGISTRY_FAILURE.splitlines()[1], build_status=1)
     result = docker.run("model", str(model_dir))
     assert result.returncode == 2
     assert "the image registry is not reachable from here" in result.stderr
