@@ -8,7 +8,7 @@ BASE_CONTEXT=$ROOT/runtime-base-image
 RUNTIME_PROJECT=$ROOT/packages/ruth-ai-model-runtime
 RUNTIME_REPO=ruth-ai/model-runtime
 DEFAULT_BASE_IMAGE=python:3.11-slim
-LOCAL_BASE_IMAGE=local/debian-python:bookworm
+LOCAL_BASE_IMAGE=${LOCAL_BASE_IMAGE:-local/debian-python:bookworm}
 WHEELHOUSE=.wheelhouse
 # Wheels built from the same sources are byte-identical, so Docker's layer cache survives a rebuild.
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-315532800}
@@ -25,11 +25,12 @@ Commands:
   base                 (default) build $RUNTIME_REPO:<version> and :latest; <version> is the
                        version in packages/ruth-ai-model-runtime/pyproject.toml
   model DIR...         build each model directory (models/<id>/) as ruth-ai/<model_id>:<model_version>
-                       and :latest, FROM $RUNTIME_REPO:<version> (build argument RUNTIME_VERSION)
+                       and :latest, FROM $RUNTIME_REPO:<version> (build argument RUNTIME_VERSION),
+                       which must exist: build it first with "base" (same options)
   all                  base, then every models/*/ that has a Dockerfile
   wheelhouse base|DIR  only fill the wheelhouse of the base context or of a model directory
-  local-base           make $LOCAL_BASE_IMAGE with debootstrap and docker import (root);
-                       does nothing if the image exists
+  local-base           make $LOCAL_BASE_IMAGE with debootstrap and docker import (as root,
+                       about 2.5 minutes); does nothing if the image exists
   version              print the runtime version
 
 Options:
@@ -45,9 +46,13 @@ Options:
 Two modes, one Dockerfile:
   production   ./build.sh all
                python:3.11-slim from the registry, packages from the package index.
-  air-gapped   ./build.sh local-base && ./build.sh --air-gapped all
+  air-gapped   ./build.sh local-base && ./build.sh --air-gapped all     (local-base as root)
                a local Debian base, packages only from wheelhouses filled on this host
                (its pip configuration, proxy and certificates stay on the host, never in an image).
+
+After each build the images the build left untagged are removed: the install stage (0.5 to
+1.5 GB each on a copying storage driver) and the image a new build took the tags from. So a
+rebuild runs the install stage again instead of reusing it from the layer cache.
 
 Model directory convention (models/_template/ follows it):
   Dockerfile                  two stages, see runtime-base-image/README.md; the install stage runs
@@ -62,6 +67,10 @@ Environment:
                  must match the image's Python (3.11) because wheels are version-specific
   DOCKER         docker client (default docker)
   DEBIAN_MIRROR  mirror for local-base (default $DEBIAN_MIRROR)
+  LOCAL_BASE_IMAGE  the image local-base makes and --air-gapped builds on
+                 (default local/debian-python:bookworm)
+  RUNTIME_TAG    build the base as $RUNTIME_REPO:RUNTIME_TAG only (no :latest) and build models
+                 FROM it (default: <version>); the docker tests use it to leave your images alone
 EOF
 }
 
@@ -77,6 +86,11 @@ new_scratch_dir() {
 
 runtime_version() {
     sed -n 's/^version = "\([^"]*\)"$/\1/p' "$RUNTIME_PROJECT/pyproject.toml"
+}
+
+# The base image's tag: what base builds and model builds start FROM.
+runtime_tag() {
+    echo "${RUNTIME_TAG:-$(runtime_version)}"
 }
 
 # A top-level scalar of a model.yaml (model_id, model_version), quotes and comments stripped.
@@ -118,20 +132,73 @@ fill_model_wheelhouse() {
     echo "wheelhouse $house: $(ls "$house" | wc -l) wheels" >&2
 }
 
+image_exists() {
+    "$DOCKER" image inspect "$1" >/dev/null 2>&1
+}
+
+# The two ways to build the runtime base image, for messages.
+base_commands() {
+    echo "  ./build.sh base                                          (online: $DEFAULT_BASE_IMAGE, package index)"
+    echo "  ./build.sh local-base && ./build.sh --air-gapped base    (air-gapped; local-base as root)"
+}
+
+# docker_build CONTEXT TAG... [BUILD OPTIONS]: build, then remove what the build left untagged.
+# With Docker's classic builder the install stage stays behind as an untagged image (0.5 to 1.5 GB
+# on vfs), and an image the new build took its tags from is untagged too. Candidates are only the
+# images of this build's own log (" ---> <id>" after each step) and the images its tags named
+# before; each is removed only while it has no tag, and "docker rmi" without --force refuses an
+# image that has children (the final image's layers) or a container.
 docker_build() {
-    local context=$1; shift
+    local context=$1 tags=() previous=() tag log status=0
+    shift
+    while [[ $# -gt 0 && $1 != --* ]]; do tags+=("$1"); shift; done
     local args=(build --force-rm --file "$context/Dockerfile" --build-arg "OFFLINE=$OFFLINE")
     [[ $OFFLINE == 1 ]] && args+=(--network none)
     [[ $NO_CACHE == 1 ]] && args+=(--no-cache)
-    "$DOCKER" "${args[@]}" "$@" "$context"
+    for tag in "${tags[@]}"; do
+        args+=(--tag "$tag")
+        previous+=("$("$DOCKER" image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)")
+    done
+    new_scratch_dir
+    log=$SCRATCH_DIR/build.log
+    "$DOCKER" "${args[@]}" "$@" "$context" 2>&1 | tee "$log" || status=$?  # errors too, for the hints below
+    local steps=()
+    mapfile -t steps < <(sed -n 's/^ ---> \([0-9a-f]\{12\}\)$/\1/p' "$log" | tac)
+    remove_untagged "${steps[@]}" "${previous[@]}"
+    [[ $status == 0 ]] && return 0
+    if [[ $OFFLINE == 0 ]] && grep -qE 'registry-1\.docker\.io|pull access denied|dial tcp|TLS handshake timeout' "$log"; then
+        die "docker build of $context failed (exit $status): the image registry is not reachable from here.
+Build without it, from a local Debian base and this host's pip:
+  ./build.sh local-base && ./build.sh --air-gapped ${COMMAND_LINE[*]}    (local-base as root)"
+    fi
+    die "docker build of $context failed (exit $status); its output is above"
+}
+
+remove_untagged() {
+    local image removed=0
+    local -A seen=()
+    for image in "$@"; do
+        [[ -n $image && -z ${seen[$image]:-} ]] || continue
+        seen[$image]=1
+        [[ $("$DOCKER" image inspect --format '{{len .RepoTags}}' "$image" 2>/dev/null) == 0 ]] || continue
+        "$DOCKER" rmi "$image" >/dev/null 2>&1 && removed=$((removed + 1))
+    done
+    if [[ $removed -gt 0 ]]; then
+        echo "build.sh: removed $removed untagged image(s) left by this build (install stage, replaced image)" >&2
+    fi
 }
 
 build_base() {
-    local version
+    local version tags
     version=$(runtime_version)
+    tags=("$RUNTIME_REPO:$(runtime_tag)")
+    [[ -n ${RUNTIME_TAG:-} ]] || tags+=("$RUNTIME_REPO:latest")
+    if [[ $BASE_IMAGE == "$LOCAL_BASE_IMAGE" ]] && ! image_exists "$BASE_IMAGE"; then
+        die "the air-gapped base $BASE_IMAGE is missing; make it first (as root, about 2.5 minutes):
+  ./build.sh local-base"
+    fi
     fill_base_wheelhouse
-    docker_build "$BASE_CONTEXT" --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "RUNTIME_VERSION=$version" \
-        --tag "$RUNTIME_REPO:$version" --tag "$RUNTIME_REPO:latest"
+    docker_build "$BASE_CONTEXT" "${tags[@]}" --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "RUNTIME_VERSION=$version"
 }
 
 build_model() {
@@ -140,9 +207,11 @@ build_model() {
     id=$(yaml_field "$dir" model_id)
     version=$(yaml_field "$dir" model_version)
     [[ -n $id && -n $version ]] || die "$dir/model.yaml: model_id or model_version missing"
+    image_exists "$RUNTIME_REPO:$(runtime_tag)" || die "the base image $RUNTIME_REPO:$(runtime_tag) \
+is missing ($dir builds FROM it); build it first, once:
+$(base_commands)"
     fill_model_wheelhouse "$dir"
-    docker_build "$dir" --build-arg "RUNTIME_VERSION=$(runtime_version)" \
-        --tag "ruth-ai/$id:$version" --tag "ruth-ai/$id:latest"
+    docker_build "$dir" "ruth-ai/$id:$version" "ruth-ai/$id:latest" --build-arg "RUNTIME_VERSION=$(runtime_tag)"
 }
 
 build_local_base() {
@@ -150,7 +219,7 @@ build_local_base() {
         echo "$LOCAL_BASE_IMAGE exists" >&2
         return 0
     fi
-    [[ $(id -u) == 0 ]] || die "local-base needs root (debootstrap)"
+    [[ $(id -u) == 0 ]] || die "local-base needs root (debootstrap): sudo ./build.sh local-base"
     command -v debootstrap >/dev/null || die "local-base needs debootstrap (apt-get install debootstrap)"
     local rootfs
     new_scratch_dir
@@ -183,6 +252,7 @@ while [[ $# -gt 0 ]]; do
 done
 
 command=${1:-base}
+COMMAND_LINE=("$command" "${@:2}")  # for messages
 [[ $# -gt 0 ]] && shift
 case $command in
     base) build_base ;;

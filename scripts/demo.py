@@ -6,11 +6,12 @@ What it starts, each as a real local process:
    one shared-memory ring per camera: Debian's opencv-doc vtest.avi (real
    pedestrians) when installed, installed on the spot when running as root,
    else a synthetic scene (said clearly);
-2. one model daemon per model (``ruth-model serve``): the models under
-   models/ that load here (fall-detection first: it feeds every camera; not the
-   _template skeleton), plus the built-in example model, under two ids when
-   fewer than two models are available (``--model`` picks them instead); with
-   ``--docker``, the models' images as containers instead (demo_docker.py);
+2. one model daemon per model (``ruth-model serve``): the models named in
+   DEMO_MODELS, fall-detection and face-detection from models/ and the
+   built-in example model (fall-detection first: it feeds every camera), the
+   example under two ids when fewer than two are available; ``--model`` picks
+   others. A new directory in models/ (``ruth-model new``) changes nothing.
+   With ``--docker``, the models' images as containers instead (demo_docker.py);
 3. Ruth AI Core (``ruth-ai run``) with assignments where one camera feeds every
    model and one model serves every camera, and models imported into a fresh
    registry from the daemons' describe op.
@@ -48,10 +49,10 @@ import yaml
 from ai_model_container.contract.client import ClientError, ModelClient
 from ai_model_container.contract.errors import RequestError
 from ai_model_container.contract.frame_reader import FrameReader
+from ai_model_container.contract.model_config import MODEL_FILE, ModelConfigError, load_model_config
 from ai_model_container.contract.paths import socket_path
 from ai_model_container.contract.schema import FrameMetadata
 from ai_model_container.contract.shm_layout import segment_name, segment_reference
-from ai_model_container.daemon.discovery import discover_models
 from ruth_ai_core.registry import ModelRegistry
 from ruth_ai_core.status import StatusUnavailable, fetch, parse, render
 from ruth_model_tools.example_container import EXAMPLE_MODEL_DIR as EXAMPLE_MODEL
@@ -62,7 +63,11 @@ VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 STARTUP_TIMEOUT_S = 60.0
 SNAPSHOTS_PER_PAIR = 4
 SNAPSHOT_SPACING_S = 4.0
-EVERY_CAMERA_MODEL = "fall-detection"
+# What the demo serves without --model, in this order; the first feeds every camera. "example" is
+# the developer tools' built-in example model (no image, so --docker leaves it out); the others are
+# directories of models/. Named here, not discovered, so a model added to models/ never replaces them.
+DEMO_MODELS = ("fall-detection", "face-detection", "example")
+EXAMPLE_MODEL_ID = "example"
 COLOURS = [(0, 200, 255), (80, 255, 80), (255, 120, 60), (200, 80, 255)]
 
 
@@ -189,7 +194,7 @@ def free_port() -> int:
 
 
 def choose_models(requested: tuple[str, ...], images: bool = False) -> list[tuple[str, Path]]:
-    """(model_id, model_dir) pairs: --model ID or ID=DIR, else models/ plus the example model.
+    """(model_id, model_dir) pairs: --model ID or ID=DIR, else DEMO_MODELS.
 
     With ``images`` (--docker) only models with a directory under models/, which is what build.sh
     builds images from; the example model has no image.
@@ -207,16 +212,20 @@ def choose_models(requested: tuple[str, ...], images: bool = False) -> list[tupl
             else:
                 chosen.append((model_id, EXAMPLE_MODEL_DIR))
         return chosen
-    found = discover_models(ROOT / "models") if (ROOT / "models").is_dir() else None
-    real = [(m.config.model_id, m.directory) for m in (found.models if found else [])
-            if not m.directory.name.startswith("_")]  # models/_template is the skeleton for new models
-    # First: the model every camera feeds. The people model when there is one (it is what real
-    # footage shows off, at ~70 ms a frame); the example model (bright regions) runs alongside.
-    real.sort(key=lambda pair: pair[0] != EVERY_CAMERA_MODEL)
-    if images:
-        return real
-    chosen = real + [("example", EXAMPLE_MODEL_DIR)]
-    if len(chosen) < 2:
+    chosen = []
+    for model_id in DEMO_MODELS:
+        if model_id == EXAMPLE_MODEL_ID:
+            if not images:
+                chosen.append((model_id, EXAMPLE_MODEL_DIR))
+            continue
+        directory = ROOT / "models" / model_id
+        try:
+            load_model_config(directory / MODEL_FILE)
+        except ModelConfigError as exc:
+            say(f"model {model_id}: left out, {exc}")
+            continue
+        chosen.append((model_id, directory))
+    if not images and len(chosen) < 2:
         chosen.append(("example_b", EXAMPLE_MODEL_DIR))
     return chosen
 

@@ -72,3 +72,35 @@ def test_a_broken_compose_file_is_rejected(tmp_path: Path) -> None:
     result = compose_config(COMPOSE, broken)
     assert result.returncode != 0
     assert "no_such_key" in result.stderr
+
+
+def comment_commands() -> list[str]:
+    """The commands at the top of docker-compose.yml, as a reader pastes them (trailing comments dropped)."""
+    commands = []
+    for line in COMPOSE.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        if line.startswith("#   ") and not line[4:].lstrip().startswith("#"):
+            commands.append(line[4:].split("  #")[0].strip())
+    return commands
+
+
+def test_the_setup_commands_of_the_comments_work_pasted_with_nothing_set(tmp_path: Path) -> None:
+    """RUTH_IPC_GID unset (a fresh shell): the comment's lines still make the directory compose mounts."""
+    if os.geteuid() != 0:
+        pytest.skip("the comment's install -g needs root")
+    commands = comment_commands()
+    setup = [command for command in commands if command.startswith(("export ", "install "))]
+    assert [command.split()[0] for command in setup] == ["export", "install"]
+    assert commands.index(setup[1]) < commands.index("docker-compose up -d")
+    socket_dir = tmp_path / "sockets"
+    env = {key: value for key, value in os.environ.items() if key != "RUTH_IPC_GID"}
+    env["RUTH_SOCKET_DIR"] = str(socket_dir)  # instead of /run/ruth-ai; the export keeps a value already set
+    script = "set -eu\n" + "\n".join(setup) + "\n" + " ".join([*compose_command(), "config"])
+    result = subprocess.run(["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    status = socket_dir.stat()
+    assert (status.st_gid, status.st_mode & 0o7777) == (int(CONTAINER_UID), 0o2770)
+    for service in yaml.safe_load(result.stdout)["services"].values():
+        assert service["user"] == f"{CONTAINER_UID}:{CONTAINER_UID}"
+        assert f"{socket_dir}:/run/ruth-ai:rw" in service["volumes"]

@@ -6,6 +6,11 @@ as a log line and through the health op. A model that cannot load is a
 configuration error and the daemon exits non-zero with the reason; a missing
 GPU is not (the daemon starts DEGRADED, see device.py).
 
+Before loading anything the daemon makes sure it can create its socket: a socket
+directory it cannot create or write is a configuration error whose message names
+the directory, its owner and mode, the ids the daemon runs as, and the command
+that fixes it (a bind mount Docker created as root 0755 is the usual case).
+
 SIGTERM and SIGINT stop accepting, let requests in flight finish within the
 drain deadline, remove the socket and exit 0.
 """
@@ -17,6 +22,7 @@ import logging
 import os
 import signal
 import socket
+import stat
 import sys
 import threading
 from pathlib import Path
@@ -40,6 +46,57 @@ READY_MESSAGE = b"ready\n"
 
 class StartupError(RuntimeError):
     """The daemon cannot serve this model; the message says why."""
+
+
+class SocketDirError(StartupError):
+    """The socket directory cannot be created or written by this process; the message says how to fix it."""
+
+
+def _identity() -> str:
+    groups = ",".join(str(gid) for gid in sorted(set(os.getgroups()) | {os.getegid()}))
+    return f"uid {os.geteuid()}, gid {os.getegid()}, groups {groups}"
+
+
+def _owner_and_mode(path: Path) -> str:
+    status = path.stat()
+    return f"owned by {status.st_uid}:{status.st_gid} with mode {stat.S_IMODE(status.st_mode):04o}"
+
+
+def _writable(path: Path) -> bool:
+    return os.access(path, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids)
+
+
+def check_socket_dir(directory: Path) -> None:
+    """Create ``directory`` if it is missing and make sure this process can create its socket there.
+
+    Raises SocketDirError with one line: what is wrong, who owns the directory with which mode,
+    the uid and gids the daemon runs as, and the command that fixes it.
+    """
+    gid = os.getegid()
+    give = (f"install -d -m 2770 -g {gid} {directory} (as root; for a container, on the host directory "
+            f"mounted at {directory})")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise SocketDirError(f"socket directory {directory}: it or one of its parents exists and is not a "
+                             f"directory; remove that file or choose another socket directory") from None
+    except OSError as exc:
+        parent = next(path for path in directory.parents if path.exists())
+        raise SocketDirError(
+            f"cannot create socket directory {directory}: {exc.strerror}; {parent} is {_owner_and_mode(parent)} "
+            f"and the daemon runs as {_identity()}. Create it for the daemon's group: {give}, or pass "
+            f"--socket-dir (or set VAS_MODEL_SOCKET_DIR) to a directory it can write"
+        ) from None
+    if _writable(directory):
+        return
+    if os.statvfs(directory).f_flag & os.ST_RDONLY:
+        raise SocketDirError(f"socket directory {directory} is on a read-only mount; mount it read-write "
+                             f"(docker run -v HOST_DIR:{directory}, without :ro)")
+    raise SocketDirError(
+        f"socket directory {directory} is not writable by this daemon: it is {_owner_and_mode(directory)} "
+        f"and the daemon runs as {_identity()}. Give it to the daemon's group: {give}, or run the daemon "
+        f"as a user who can write it (docker run --user UID:GID)"
+    )
 
 
 def load_handler(config: ModelConfig, model_dir: Path, device: Device) -> InferenceHandler:
@@ -81,6 +138,8 @@ class ModelDaemon:
             if not is_identifier(self.model_id_override):
                 raise StartupError(f"model id {self.model_id_override!r} is not [A-Za-z0-9_-]{{1,64}}")
             config = ModelConfig.model_validate({**config.model_dump(), "model_id": self.model_id_override})
+        path = socket_path(config.model_id, self.socket_dir)
+        check_socket_dir(path.parent)  # before the weights load: a wrong mount fails in a second
         verify_weights(config, self.model_dir)
         try:
             device = select_device(config.resources)
@@ -98,11 +157,13 @@ class ModelDaemon:
         self.handler = handler
         service = ModelService(config, handler, device)
         listener = socket.socket(fileno=self.listen_fd) if self.listen_fd is not None else None
-        server = IPCServer(socket_path(config.model_id, self.socket_dir), service, listener=listener)
+        server = IPCServer(path, service, listener=listener)
         try:
             server.start()
-        except BaseException:
+        except BaseException as exc:
             handler.close()
+            if isinstance(exc, OSError):  # e.g. a path longer than AF_UNIX allows, a lock file of another user
+                raise StartupError(f"{config.model_id}: cannot open socket {path}: {exc}") from exc
             raise
         self.server = server
         if self.ready_fd is not None:
