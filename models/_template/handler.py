@@ -2,9 +2,10 @@
 
 For every request the runtime calls ``preprocess`` (the frame is a read-only
 view into shared memory: make your input from it and return), then the model
-(``infer_batch`` here: its ONNX graph takes a batch of any size, so one call can
-serve several requests), then ``postprocess`` with this request's outputs and
-inputs (detections in pixels of the source frame). ``load`` runs once at
+(``infer_batch`` here: its ONNX graph takes a batch of any size, and model.yaml's
+``batching`` block lets the runtime gather up to 8 requests of any cameras into
+one call), then ``postprocess`` with this request's outputs and inputs
+(detections in pixels of the source frame). ``load`` runs once at
 startup, after the weights listed in model.yaml passed their sha256 check.
 
 This template's model is weights/bright_spots.onnx (see make_weights.py): it

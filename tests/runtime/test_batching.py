@@ -20,6 +20,10 @@ BATCH_HANDLER = textwrap.dedent('''
     from ai_model_container import Detection, InferenceHandler
 
 
+    class OutOfMemoryError(RuntimeError):
+        """What torch.cuda raises when a batch does not fit on the card."""
+
+
     class Handler(InferenceHandler):
         def preprocess(self, frame, request):
             return {"luma": float(frame.y.mean()), "options": dict(request.config)}
@@ -27,6 +31,8 @@ BATCH_HANDLER = textwrap.dedent('''
         def infer_batch(self, inputs):
             if any(one["options"].get("poison") for one in inputs):
                 raise ValueError("the model cannot take a poisoned input")
+            if len(inputs) > 1 and any(one["options"].get("big") for one in inputs):
+                raise OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
             time.sleep(0.05)  # one model call costs the same for 1 or 32 inputs
             return [{"luma": one["luma"], "batch": len(inputs)} for one in inputs]
 
@@ -124,3 +130,20 @@ def test_each_request_in_a_batch_keeps_its_own_deadline(start_daemon, make_write
         assert elapsed < 0.39
         connection.send_message({"op": "health"})
         assert connection.read_response().ready
+
+
+def test_a_batch_that_runs_out_of_gpu_memory_is_answered_frame_by_frame(start_daemon, make_writer, tmp_path):
+    daemon = start_daemon(batching_model(tmp_path / "model"))
+    writer = make_writer(f"{daemon.model_id}_cam", WIDTH, HEIGHT, slot_count=16)
+    frame_ids = [write_flat_frame(writer) for _ in range(4)]
+    bodies = [request_dict(daemon.model_id, writer.camera_id, frame_id, WIDTH, HEIGHT, {"big": True})
+              for frame_id in frame_ids]
+    with RawConnection(daemon.socket) as connection:
+        responses = pipeline(connection, bodies)
+    assert [response.error_code for response in responses] == [None] * 4, [r.error for r in responses]
+    assert all(response.detections[0].attributes["batch"] == 1 for response in responses)
+    with daemon.client() as client:
+        health, stats = client.health(), client.stats()
+    assert health.ready and stats.succeeded_total == 4
+    assert stats.gpu_memory_bytes is None, "no GPU here: the stats op says so rather than 0"
+    assert "failed (OutOfMemoryError" in daemon.log, "the four pipelined requests ran as one batch first"

@@ -17,6 +17,7 @@ Every series the core exports, in one place:
 - ruth_ai_camera_ring_errors_total{camera, reason}: looks at a ring that found it unusable
 - ruth_ai_events_dropped_total: events the sink could not keep (its buffer was full, or a write failed)
 - ruth_ai_model_daemon_*{model}: the daemon's own stats op, as last polled by the health monitor
+  (requests, errors, in flight, latency quantiles, uptime, GPU memory in use)
 
 Nothing is counted here on the camera path: the core keeps plain integers on
 its event loop, and a scrape asks the loop for a ``CoreSample`` of them. A
@@ -146,6 +147,8 @@ def _model_families(models: list[ModelSample]) -> Iterable[object]:
     daemon_latency = GaugeMetricFamily("ruth_ai_model_daemon_latency_ms", "Daemon-side latency of recent requests.",
                                        labels=["model", "quantile"])
     daemon_uptime = GaugeMetricFamily("ruth_ai_model_daemon_uptime_seconds", "Daemon uptime.", labels=["model"])
+    daemon_gpu = GaugeMetricFamily("ruth_ai_model_daemon_gpu_memory_bytes", "GPU memory the daemon has allocated.",
+                                   labels=["model"])
     for model in models:
         for status, count in model.requests.items():
             requests.add_metric([model.model, status], count)
@@ -161,12 +164,14 @@ def _model_families(models: list[ModelSample]) -> Iterable[object]:
             daemon_errors.add_metric([model.model, code], count)
         daemon_in_flight.add_metric([model.model], stats.in_flight)
         daemon_uptime.add_metric([model.model], stats.uptime_s)
+        if stats.gpu_memory_bytes is not None:
+            daemon_gpu.add_metric([model.model], stats.gpu_memory_bytes)
         for quantile, value in (("0.5", stats.latency.p50_ms), ("0.9", stats.latency.p90_ms),
                                 ("0.99", stats.latency.p99_ms)):
             if value is not None:
                 daemon_latency.add_metric([model.model, quantile], value)
     return (requests, in_flight, queued, healthy, daemon_requests, daemon_errors, daemon_in_flight, daemon_latency,
-            daemon_uptime)
+            daemon_uptime, daemon_gpu)
 
 
 class CoreMetrics:

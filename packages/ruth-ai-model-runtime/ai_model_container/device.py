@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from dataclasses import dataclass
 from typing import Literal, Mapping, Optional
 
@@ -63,3 +64,26 @@ def select_device(resources: Resources, environ: Mapping[str, str] = os.environ)
     if wanted == "cpu" or resources.cpu_fallback:
         return Device("cpu", "cpu")
     return Device("none", "none", degraded_reason="the model needs a GPU, none is available and cpu_fallback is false")
+
+
+def gpu_memory_in_use() -> Optional[int]:
+    """Bytes of GPU memory torch has allocated in this process; None when torch is not loaded or has no GPU.
+
+    Looked up in ``sys.modules`` rather than imported: a model that does not use torch never loads it.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return None
+    return int(torch.cuda.memory_allocated())
+
+
+def release_gpu_cache() -> None:
+    """Give the GPU memory torch holds in reserve back after an out-of-memory error (a no-op without one)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for a GPU allocation failure (torch's OutOfMemoryError, onnxruntime's CUDA allocator error)."""
+    return type(error).__name__ == "OutOfMemoryError" or "out of memory" in str(error).lower()

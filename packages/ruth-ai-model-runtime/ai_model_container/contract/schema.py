@@ -246,6 +246,8 @@ class StatsResponse(_Response):
     in_flight: int
     uptime_s: float
     latency: LatencySummary = Field(description="Server-side latency of recent inference requests.")
+    gpu_memory_bytes: Optional[int] = Field(
+        default=None, description="GPU memory the daemon's process has allocated through torch; null without one.")
 
 
 Response = Union[InferenceResponse, HealthResponse, DescribeResponse, StatsResponse]

@@ -6,7 +6,9 @@ FRAME_EXPIRED for that request only); the inputs that survive go to the model
 in one ``infer_batch`` call; each output is postprocessed and encoded for its
 own request. When the model call raises for a whole batch, the inputs are run
 again one at a time, so one input the model cannot take fails alone and its
-batch-mates are still answered. Nothing a handler does escapes: every failure
+batch-mates are still answered; after a GPU out-of-memory error the cached
+GPU memory is released first, so a batch too large for the card degrades to
+single frames instead of failing every request. Nothing a handler does escapes: every failure
 becomes that request's error answer.
 """
 
@@ -23,6 +25,7 @@ from ai_model_container.contract.frame_reader import FrameReader, FrameView
 from ai_model_container.contract.model_config import ModelConfig
 from ai_model_container.contract.schema import Detection, ErrorCode, InferenceRequest, InferenceResponse
 from ai_model_container.contract.wire import encode_model
+from ai_model_container.device import is_out_of_memory, release_gpu_cache
 from ai_model_container.handler import FrameInfo, InferenceHandler
 
 logger = logging.getLogger(__name__)
@@ -88,6 +91,8 @@ class Pipeline:
                 raise RuntimeError(f"infer_batch returned {len(outputs)} outputs for {len(inputs)} inputs")
             return list(outputs)
         except Exception as exc:
+            if is_out_of_memory(exc):
+                release_gpu_cache()  # what a batch of this size needed is not there: let singles try
             if len(inputs) == 1:
                 return [_Failed(exc)]
             logger.warning("a batch of %d failed (%s: %s); running its inputs one at a time",

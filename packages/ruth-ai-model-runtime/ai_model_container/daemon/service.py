@@ -51,7 +51,7 @@ from ai_model_container.daemon.connection import Reply
 from ai_model_container.daemon.deadlines import Deadlines
 from ai_model_container.daemon.pipeline import Outcome, Pipeline
 from ai_model_container.daemon.stats import RequestStats
-from ai_model_container.device import Device
+from ai_model_container.device import Device, gpu_memory_in_use
 from ai_model_container.handler import InferenceHandler
 
 _INFERENCE_REQUEST = InferenceRequest.__pydantic_validator__
@@ -157,6 +157,7 @@ class BaseService:
         return StatsResponse(
             model_id=self.config.model_id, requests_total=total, succeeded_total=succeeded, errors_by_code=errors,
             in_flight=self.in_flight, uptime_s=round(self.stats.uptime_s, 3), latency=latency,
+            gpu_memory_bytes=gpu_memory_in_use(),
         )
 
 
