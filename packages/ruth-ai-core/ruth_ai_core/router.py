@@ -4,8 +4,9 @@ Each model gets a ``ModelRoute`` on the core's event loop, with up to
 ``max_in_flight`` requests out at once on a handful of pipelined connections
 (``ModelLink``). The window is sized from the daemon itself (the describe
 op): it starts at ``limits.max_concurrent_requests`` workers x
-``batching.max_batch_size`` x 2 (so a batching model always has its next
-batch waiting) and adapts to what the daemon reports in each answer
+``batching.max_batch_size`` (every worker busy, nothing queued in the
+daemon, where a slow model's queue would run into its ``queue_wait_ms``)
+and adapts to what the daemon reports in each answer
 (``server_ms``, the time the request spent inside the daemon): while frames
 wait in the core and answers come back well inside the daemon's
 ``queue_wait_ms``, the window grows; when they approach it, or the daemon
@@ -336,7 +337,7 @@ class ModelRoute:
         workers = int(limits.get("max_concurrent_requests") or 1)
         batch = int(batching.get("max_batch_size") or 1)
         self._connections = self.settings.connections or min(MAX_CONNECTIONS, max(1, workers))
-        smallest = max(2, workers * batch * 2)
+        smallest = max(1, workers * batch)
         self._window = _Window(smallest, max(smallest, MAX_PIPELINED_PER_CONNECTION * self._connections),
                                float(limits.get("queue_wait_ms") or 100))
         self.max_in_flight = self.settings.max_in_flight or smallest

@@ -8,7 +8,8 @@ does not batch, else up to ``max_batch_size`` at once, waiting at most
 deadline passed while it waited was already answered by the service and is
 skipped, so it never takes room in a batch. The queue is a ``SimpleQueue``:
 a hand-off costs a few microseconds, which is most of what a cheap model's
-request costs.
+request costs; only its blocking and non-blocking gets are used (see
+``_let_the_batch_fill`` for why not its timed one).
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import queue
 import threading
 import time
 from typing import Callable, Generic, Optional, Protocol, TypeVar
+
+FILL_CHECK_S = 0.0002
+"""How often a worker waiting for its batch to fill looks at the queue."""
 
 
 class Waiting(Protocol):
@@ -77,11 +81,11 @@ class Batcher(Generic[J]):
         if first is None or self._stopped:
             return None
         batch = [] if first.done else [first]
-        closes_at = first.received + self._max_queue_delay_s
+        if self._max_batch_size > 1 and self._max_queue_delay_s > 0:
+            self._let_the_batch_fill(first.received + self._max_queue_delay_s, self._max_batch_size - 1)
         while len(batch) < self._max_batch_size:
-            remaining = closes_at - time.monotonic()
             try:
-                job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                job = self._queue.get_nowait()
             except queue.Empty:
                 break
             if job is None:
@@ -90,3 +94,16 @@ class Batcher(Generic[J]):
             if not job.done:
                 batch.append(job)
         return batch
+
+    def _let_the_batch_fill(self, closes_at: float, wanted: int) -> None:
+        """Wait until ``wanted`` more requests are queued or ``closes_at``, whichever comes first.
+
+        Slept in short steps rather than with ``SimpleQueue.get(timeout=...)``: with several
+        workers, a timed get that wakes for an item another worker takes, after its deadline,
+        waits again with no timeout at all (CPython 3.11), until the next request arrives.
+        """
+        while self._queue.qsize() < wanted:
+            remaining = closes_at - time.monotonic()
+            if remaining <= 0:
+                return
+            time.sleep(min(remaining, FILL_CHECK_S))
