@@ -15,7 +15,7 @@ What it starts, each as a real local process:
    - street cameras (``--cameras N``): Debian's opencv-doc vtest.avi (real
      pedestrians; installed on the spot when running as root) feeding
      fall-detection; the first also feeds face-detection, whose faces there
-     are too small to find;
+     are too small to find (the summary says so);
    - a faces camera: a 1280x720 slideshow of real photos with visible faces
      (scikit-image's and OpenCV's samples, labelme's examples: whichever
      are installed, the two in tests/real_models/photos always), each photo
@@ -35,8 +35,8 @@ What it starts, each as a real local process:
 
 It shows live progress (the core's metrics, as ``ruth-ai status`` prints
 them), stops after ``--duration`` seconds or on Ctrl-C, and leaves in the
-output folder: the events file, a summary (cameras and a table per pair), and
-annotated snapshots.
+output folder: the events file, a summary (cameras, a table per pair, and for
+every pair that found nothing, why), and annotated snapshots.
 No process, socket or shared-memory segment outlives it.
 """
 
@@ -53,7 +53,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Optional, Protocol, TypeVar
@@ -103,6 +103,16 @@ FACES_MODELS = ("face-detection",)
 # Per-request options of a (camera kind, model) pair; they reach the model through the assignment's config.
 PAIR_CONFIG: dict[tuple[str, str], dict[str, object]] = {
     ("faces", "face-detection"): {"min_confidence": 0.9},
+}
+# Why a model may answer every frame and find nothing, where the demo knows, by model id: what the model
+# leaves out, and what a footage lacks (keyed by the camera's source: a file name, or 'synthetic').
+NOTHING_FOUND_HINTS: dict[str, tuple[str, dict[str, str]]] = {
+    "face-detection": ("faces smaller than its min_face_size (30 px by default) are not searched",
+                       {"vtest.avi": "the faces in vtest.avi are a few pixels across",
+                        "synthetic": "the synthetic scene has no faces"}),
+    "fall-detection": ("no person scored above its min_person_score (0.1 by default)",
+                       {"synthetic": "the synthetic scene has no people"}),
+    "example": ("no region brighter than its threshold (luma 200 by default) covers its min_area (64 px)", {}),
 }
 STARTUP_TIMEOUT_S = 60.0
 SNAPSHOTS_PER_PAIR = 4
@@ -437,10 +447,51 @@ def draw_detections(image: np.ndarray, event: dict) -> None:
                 cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def why_nothing(model_id: str, events: list[dict], skipped: Optional[dict[str, float]] = None,
+                config: Optional[dict] = None, footage: str = "") -> Optional[str]:
+    """Why a pair found nothing, from its events and the core's skip counts; None when it found something.
+
+    Every request failed (the most common error, with its message), every selected frame was dropped
+    before reaching the model (the reasons), or the model answered and found nothing (with what
+    NOTHING_FOUND_HINTS says of the model and of ``footage``, the camera's source name, and the
+    pair's options).
+    """
+    ok = [e for e in events if not e["error_code"]]
+    if any(e["detections"] for e in ok):
+        return None
+    failed = [e for e in events if e["error_code"]]
+    codes = Counter(e["error_code"] for e in failed).most_common()
+    dropped = {reason: int(count) for reason, count in sorted((skipped or {}).items()) if count}
+    if not events:
+        if dropped:
+            reasons = ", ".join(f"{reason}={count}" for reason, count in dropped.items())
+            return f"all {sum(dropped.values())} selected frames were dropped before reaching the model ({reasons})"
+        return "no frame was selected: the core read nothing from the camera in time"
+    if not ok:
+        code, count = codes[0]
+        message = next(e["error"] for e in failed if e["error_code"] == code)
+        others = "; also " + ", ".join(f"{c} x{n}" for c, n in codes[1:]) if len(codes) > 1 else ""
+        return f"all {len(failed)} requests failed, {count} with {code}: {message}{others}"
+    text = f"answered {plural(len(ok), 'frame')}, found nothing"
+    leaves_out, lacks = NOTHING_FOUND_HINTS.get(model_id, ("", {}))
+    hints = [hint for hint in (leaves_out, lacks.get(footage)) if hint]
+    if hints:
+        text += ": " + ", and ".join(hints)
+    if config:
+        text += f" (options here: {', '.join(f'{key}={value}' for key, value in config.items())})"
+    if failed:
+        text += f"; {plural(len(failed), 'more request')} failed, most with {codes[0][0]}"
+    return text
+
+
 def summary_table(events: list[dict], assignments: list[dict], final_metrics: Optional[str],
                   core_totals: Optional[str], cameras: Optional[list[Camera]] = None,
                   notes: tuple[str, ...] = ()) -> str:
-    """The cameras (what each plays, which models it feeds) and a row per pair."""
+    """The cameras (what each plays, which models it feeds), a row per pair, and why each empty pair is."""
     skipped: dict[tuple[str, str], dict[str, float]] = {}
     if final_metrics:
         snapshot = parse(final_metrics)
@@ -449,6 +500,7 @@ def summary_table(events: list[dict], assignments: list[dict], final_metrics: Op
     for event in events:
         by_pair[(event["camera_id"], event["model_id"])].append(event)
     width = max([14, *(len(a["camera"]) for a in assignments)])
+    sources = {camera.camera_id: camera.source for camera in cameras or []}
     lines = []
     if cameras:
         lines.append("cameras:")
@@ -458,6 +510,7 @@ def summary_table(events: list[dict], assignments: list[dict], final_metrics: Op
         lines.append("")
     lines.append(f"{'camera':<{width}} {'model':<16} {'target':>6} {'fps':>6} {'events':>6} {'errors':>6} "
                  f"{'p50 ms':>7} {'p95 ms':>7} {'det/frm':>7}  skipped")
+    empty = []
     for assignment in assignments:
         key = (assignment["camera"], assignment["model"])
         mine = by_pair.get(key, [])
@@ -470,6 +523,15 @@ def summary_table(events: list[dict], assignments: list[dict], final_metrics: Op
         p50, p95 = (f"{np.percentile(latencies, q):>7.1f}" if ok else f"{'-':>7}" for q in (50, 95))
         lines.append(f"{key[0]:<{width}} {key[1]:<16} {assignment['fps']:>6.1f} {fps:>6.1f} {len(ok):>6} "
                      f"{len(mine) - len(ok):>6} {p50} {p95} {detections:>7.2f}  {skips}")
+        camera = sources.get(key[0], "")
+        reason = why_nothing(key[1], mine, skipped.get(key), assignment.get("config"),
+                             camera if camera == "synthetic" else Path(camera).name)
+        if reason:
+            empty.append(f"  {key[0]} / {key[1]}: {reason}")
+    if empty:
+        lines.append("")
+        lines.append("found nothing:")
+        lines.extend(empty)
     if core_totals:
         lines.append("")
         lines.append(f"core totals (selected = results + errors + dropped): {core_totals}")

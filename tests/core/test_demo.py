@@ -77,7 +77,7 @@ def test_ctrl_c_stops_everything_and_leaves_nothing(tmp_path):
     assert_nothing_left(run_dir, tag)
 
 
-# -- the camera plan and the slideshow: plain functions, no processes ----------
+# -- the camera plan, the why-nothing explanation, the slideshow: plain functions, no processes ----------
 
 sys.path.insert(0, str(DEMO.parent))
 import demo  # noqa: E402  (scripts/ is not a package)
@@ -156,6 +156,56 @@ def test_assignments_every_pair_once_at_the_target_fps_with_the_faces_pair_optio
     configs = {(a["camera"], a["model"]): a.get("config") for a in assignments}
     assert configs[("faces-t7", "face-detection")] == {"min_confidence": 0.9}
     assert configs[("street1-t7", "face-detection")] is None
+
+
+def event(model_id="face-detection", detections=(), error_code=None, error=None, frame_id=1):
+    return {"camera_id": "cam", "model_id": model_id, "frame_id": frame_id, "frame_timestamp_ns": frame_id * 10**8,
+            "latency_ms": 5.0, "detections": list(detections), "error_code": error_code, "error": error,
+            "width": 64, "height": 48}
+
+
+def test_why_nothing_is_silent_when_something_was_found():
+    found = [event(), event(detections=[{"bbox": [0, 0, 1, 1]}], frame_id=2)]
+    assert demo.why_nothing("face-detection", found, {}) is None
+
+
+def test_why_nothing_all_requests_failed_names_the_most_common_error_and_its_message():
+    events = [event(error_code="OVERLOADED", error="no inference worker free", frame_id=i) for i in range(3)]
+    events.append(event(error_code="TIMEOUT", error="too slow", frame_id=9))
+    reason = demo.why_nothing("fall-detection", events, {"in_flight_limit": 2})
+    assert reason.startswith("all 4 requests failed, 3 with OVERLOADED: no inference worker free")
+    assert "TIMEOUT x1" in reason
+
+
+def test_why_nothing_all_frames_dropped_lists_the_reasons():
+    reason = demo.why_nothing("fall-detection", [], {"in_flight_limit": 7.0, "model_unavailable": 3.0, "stopping": 0.0})
+    assert reason == ("all 10 selected frames were dropped before reaching the model "
+                      "(in_flight_limit=7, model_unavailable=3)")
+    assert demo.why_nothing("fall-detection", [], None).startswith("no frame was selected")
+
+
+def test_why_nothing_answered_but_found_nothing_gives_the_models_hint_and_options():
+    events = [event(frame_id=i) for i in range(5)] + [event(error_code="OVERLOADED", error="busy", frame_id=7)]
+    reason = demo.why_nothing("face-detection", events, {}, {"min_confidence": 0.9}, "vtest.avi")
+    assert reason.startswith("answered 5 frames, found nothing: faces smaller than its min_face_size (30 px")
+    assert "and the faces in vtest.avi are a few pixels across" in reason and "options here: min_confidence=0.9" in reason
+    assert reason.endswith("1 more request failed, most with OVERLOADED")
+    assert "vtest.avi" not in demo.why_nothing("face-detection", events, {}, None, "synthetic")
+    assert "min_person_score" in demo.why_nothing("fall-detection", [event("fall-detection")])
+    assert "has no people" in demo.why_nothing("fall-detection", [event("fall-detection")], footage="synthetic")
+    assert demo.why_nothing("someone-elses-model", [event("someone-elses-model")]) == "answered 1 frame, found nothing"
+    assert set(demo.NOTHING_FOUND_HINTS) >= {"face-detection", "fall-detection"}
+
+
+def test_the_summary_lists_the_cameras_and_says_why_for_each_empty_pair_only():
+    cameras = [demo.Camera("cam", "street", "/data/vtest.avi", ("face-detection", "example"), description="x.avi")]
+    events = [event(frame_id=1), event("example", detections=[{"bbox": [0, 0, 1, 1]}], frame_id=1)]
+    assignments = [{"camera": "cam", "model": "face-detection", "fps": 2.0}, {"camera": "cam", "model": "example", "fps": 2.0}]
+    summary = demo.summary_table(events, assignments, None, None, cameras)
+    assert "cam            x.avi -> face-detection, example" in summary
+    (why,) = [line for line in summary.splitlines() if line.startswith("  cam / ")]
+    assert why.startswith("  cam / face-detection: answered 1 frame, found nothing: faces smaller")
+    assert why.endswith("and the faces in vtest.avi are a few pixels across"), "the hint for the camera's footage"
 
 
 def test_the_slideshow_letterboxes_the_photos_that_exist_in_order(tmp_path):
