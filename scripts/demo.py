@@ -53,6 +53,7 @@ import tempfile
 import threading
 import time
 import uuid
+import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,7 +123,16 @@ SNAPSHOT_SPACING_S = 4.0
 # here, not discovered, so a model added to models/ never replaces them.
 DEMO_MODELS = ("fall-detection", "face-detection", "example")
 EXAMPLE_MODEL_ID = "example"
+MODEL_COLOURS = {"fall-detection": (0, 200, 255), "face-detection": (80, 255, 80), "example": (255, 120, 60)}
 COLOURS = [(0, 200, 255), (80, 255, 80), (255, 120, 60), (200, 80, 255)]
+# The fall model's skeleton: MoveNet's (COCO) keypoint names, joined where a body is.
+BONES = (("left_shoulder", "right_shoulder"), ("left_shoulder", "left_elbow"), ("left_elbow", "left_wrist"),
+         ("right_shoulder", "right_elbow"), ("right_elbow", "right_wrist"), ("left_shoulder", "left_hip"),
+         ("right_shoulder", "right_hip"), ("left_hip", "right_hip"), ("left_hip", "left_knee"),
+         ("left_knee", "left_ankle"), ("right_hip", "right_knee"), ("right_knee", "right_ankle"),
+         ("nose", "left_eye"), ("nose", "right_eye"), ("left_eye", "left_ear"), ("right_eye", "right_ear"))
+BODY_KEYPOINTS = {name for bone in BONES for name in bone}
+KEYPOINT_MIN_SCORE = 0.2
 
 
 S = TypeVar("S", bound="Stoppable")
@@ -434,17 +444,30 @@ class EventTail:
             self._handle.close()
 
 
+def model_colour(model_id: str) -> tuple[int, int, int]:
+    return MODEL_COLOURS.get(model_id) or COLOURS[zlib.crc32(model_id.encode()) % len(COLOURS)]
+
+
 def draw_detections(image: np.ndarray, event: dict) -> None:
-    colour = COLOURS[hash(event["model_id"]) % len(COLOURS)]
+    """Boxes, labels and keypoints of one event (a skeleton where the keypoints are a body's), and a caption."""
+    colour = model_colour(event["model_id"])
     for detection in event["detections"]:
         x0, y0, x1, y1 = (int(round(v)) for v in detection["bbox"])
         cv2.rectangle(image, (x0, y0), (x1, y1), colour, 2)
         label = f"{detection['class_name']} {detection['confidence']:.2f}"
-        cv2.putText(image, label, (x0, max(y0 - 5, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
-        for keypoint in detection.get("keypoints") or []:
-            cv2.circle(image, (int(keypoint["x"]), int(keypoint["y"])), 2, colour, -1)
-    cv2.putText(image, f"{event['camera_id']} / {event['model_id']} / frame {event['frame_id']}", (8, 20),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(image, label, (x0, max(y0 - 5, 36)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
+        keypoints = detection.get("keypoints") or []
+        points = {k.get("name"): (int(k["x"]), int(k["y"])) for k in keypoints if k.get("score", 1.0) >= KEYPOINT_MIN_SCORE}
+        thin = y1 - y0 < 200  # a small person: a thick skeleton would hide them
+        if BODY_KEYPOINTS <= {k.get("name") for k in keypoints}:  # a body (not, say, a face's landmarks)
+            for a, b in BONES:
+                if a in points and b in points:
+                    cv2.line(image, points[a], points[b], colour, 1 if thin else 2, cv2.LINE_AA)
+        for point in points.values():
+            cv2.circle(image, point, 1 if thin else 3, colour, -1, cv2.LINE_AA)
+    caption = f"{event['camera_id']} / {event['model_id']} / frame {event['frame_id']}"
+    cv2.rectangle(image, (0, 0), (min(image.shape[1], 12 + 10 * len(caption)), 28), (0, 0, 0), -1)
+    cv2.putText(image, caption, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
 
 
 def plural(count: int, noun: str) -> str:
