@@ -455,7 +455,7 @@ def draw_detections(image: np.ndarray, event: dict) -> None:
         x0, y0, x1, y1 = (int(round(v)) for v in detection["bbox"])
         cv2.rectangle(image, (x0, y0), (x1, y1), colour, 2)
         label = f"{detection['class_name']} {detection['confidence']:.2f}"
-        cv2.putText(image, label, (x0, max(y0 - 5, 36)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
+        cv2.putText(image, label, (x0, max(y0 - 5, 44)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
         keypoints = detection.get("keypoints") or []
         points = {k.get("name"): (int(k["x"]), int(k["y"])) for k in keypoints if k.get("score", 1.0) >= KEYPOINT_MIN_SCORE}
         thin = y1 - y0 < 200  # a small person: a thick skeleton would hide them
