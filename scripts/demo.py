@@ -2,23 +2,41 @@
 
 What it starts, each as a real local process:
 
-1. the reference VAS writer (``ruth-model write-frames``) playing footage into
-   one shared-memory ring per camera: Debian's opencv-doc vtest.avi (real
-   pedestrians) when installed, installed on the spot when running as root,
-   else a synthetic scene (said clearly);
-2. one model daemon per model (``ruth-model serve``): the models named in
+1. one model daemon per model (``ruth-model serve``): the models named in
    DEMO_MODELS, fall-detection and face-detection from models/ and the
-   built-in example model (fall-detection first: it feeds every camera), the
-   example under two ids when fewer than two are available; ``--model`` picks
-   others. A new directory in models/ (``ruth-model new``) changes nothing.
-   With ``--docker``, the models' images as containers instead (demo_docker.py);
-3. Ruth AI Core (``ruth-ai run``) with assignments where one camera feeds every
-   model and one model serves every camera, and models imported into a fresh
-   registry from the daemons' describe op.
+   built-in example model (a bright-region detector), the example under two
+   ids when fewer than two are available; ``--model`` picks others. A new
+   directory in models/ (``ruth-model new``) changes nothing. With
+   ``--docker``, the models' images as containers instead (demo_docker.py);
+2. the reference VAS writer (``ruth-model write-frames``), one process per
+   source, playing into one shared-memory ring per camera. The camera plan
+   (plan_cameras) gives every model footage it can find something in:
+
+   - street cameras (``--cameras N``): Debian's opencv-doc vtest.avi (real
+     pedestrians; installed on the spot when running as root) feeding
+     fall-detection; the first also feeds face-detection, whose faces there
+     are too small to find (the summary says so);
+   - a faces camera: a 1280x720 slideshow of real photos with visible faces
+     (scikit-image's and OpenCV's samples, labelme's examples: whichever
+     are installed, the two in tests/real_models/photos always), each photo
+     held for a few seconds, feeding face-detection and fall-detection;
+   - a synthetic camera of its own (moving bright boxes) for the example
+     model, which never gets a real-footage camera: its boxes would clutter
+     every snapshot. With synthetic footage (no opencv-doc, or ``--source
+     synthetic``) the street cameras play that scene, said clearly, and the
+     example shares them instead.
+
+   So one camera feeds several models (the first street camera, the faces
+   camera) and one model serves several cameras (fall-detection: every
+   street camera and the faces camera);
+3. Ruth AI Core (``ruth-ai run``) with those assignments, every pair at
+   ``--fps``, and models imported into a fresh registry from the daemons'
+   describe op.
 
 It shows live progress (the core's metrics, as ``ruth-ai status`` prints
 them), stops after ``--duration`` seconds or on Ctrl-C, and leaves in the
-output folder: the events file, a summary table, and annotated snapshots.
+output folder: the events file, a summary (cameras, a table per pair, and for
+every pair that found nothing, why), and annotated snapshots.
 No process, socket or shared-memory segment outlives it.
 """
 
@@ -35,7 +53,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections import defaultdict
+import zlib
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Optional, Protocol, TypeVar
@@ -59,16 +78,61 @@ from ruth_model_tools.example_container import EXAMPLE_MODEL_DIR as EXAMPLE_MODE
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_MODEL_DIR = EXAMPLE_MODEL
-VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
+VTEST = OPENCV_DATA / "vtest.avi"
+LABELME_DATA = Path("/usr/share/doc/labelme-examples/examples/bbox_detection/data_annotated")
+REPO_PHOTOS = ROOT / "tests" / "real_models" / "photos"
+# The faces camera's slideshow, in playing order, each photo with a stand-in when it is not installed
+# (None: none). Checked by hand: face-detection finds every face in them (astronaut and camera: one each,
+# 2011_000006: three, 2011_000003: two, basketball: one, messi5: one) at min_confidence 0.9 once each is
+# letterboxed to 1280x720; at its default (0.7) it also boxes a patch of astronaut and of camera, and
+# messi5's arm in the original.
+FACES_PHOTOS: tuple[tuple[Path, Optional[Path]], ...] = (
+    (REPO_PHOTOS / "astronaut.jpg", None),
+    (LABELME_DATA / "2011_000006.jpg", None),
+    (OPENCV_DATA / "basketball1.png", REPO_PHOTOS / "basketball.jpg"),  # the same photo, re-encoded
+    (REPO_PHOTOS / "camera.jpg", None),
+    (LABELME_DATA / "2011_000003.jpg", None),
+    (OPENCV_DATA / "messi5.jpg", None),
+    (OPENCV_DATA / "basketball2.png", None),
+)
+FACES_SIZE = (1280, 720)
+SLIDE_SECONDS = 3.0
+BRIGHT_SIZE = (640, 360)  # the example model's own synthetic camera: small, so it costs the writer little
+# Models the faces camera is for; it feeds every model that is not synthetic-only.
+FACES_MODELS = ("face-detection",)
+# Per-request options of a (camera kind, model) pair; they reach the model through the assignment's config.
+PAIR_CONFIG: dict[tuple[str, str], dict[str, object]] = {
+    ("faces", "face-detection"): {"min_confidence": 0.9},
+}
+# Why a model may answer every frame and find nothing, where the demo knows, by model id: what the model
+# leaves out, and what a footage lacks (keyed by the camera's source: a file name, or 'synthetic').
+NOTHING_FOUND_HINTS: dict[str, tuple[str, dict[str, str]]] = {
+    "face-detection": ("faces smaller than its min_face_size (30 px by default) are not searched",
+                       {"vtest.avi": "the faces in vtest.avi are a few pixels across",
+                        "synthetic": "the synthetic scene has no faces"}),
+    "fall-detection": ("no person scored above its min_person_score (0.1 by default)",
+                       {"synthetic": "the synthetic scene has no people"}),
+    "example": ("no region brighter than its threshold (luma 200 by default) covers its min_area (64 px)", {}),
+}
 STARTUP_TIMEOUT_S = 60.0
 SNAPSHOTS_PER_PAIR = 4
 SNAPSHOT_SPACING_S = 4.0
-# What the demo serves without --model, in this order; the first feeds every camera. "example" is
-# the developer tools' built-in example model (no image, so --docker leaves it out); the others are
-# directories of models/. Named here, not discovered, so a model added to models/ never replaces them.
+# What the demo serves without --model, in this order. "example" is the developer tools' built-in
+# example model (no image, so --docker leaves it out); the others are directories of models/. Named
+# here, not discovered, so a model added to models/ never replaces them.
 DEMO_MODELS = ("fall-detection", "face-detection", "example")
 EXAMPLE_MODEL_ID = "example"
+MODEL_COLOURS = {"fall-detection": (0, 200, 255), "face-detection": (80, 255, 80), "example": (255, 120, 60)}
 COLOURS = [(0, 200, 255), (80, 255, 80), (255, 120, 60), (200, 80, 255)]
+# The fall model's skeleton: MoveNet's (COCO) keypoint names, joined where a body is.
+BONES = (("left_shoulder", "right_shoulder"), ("left_shoulder", "left_elbow"), ("left_elbow", "left_wrist"),
+         ("right_shoulder", "right_elbow"), ("right_elbow", "right_wrist"), ("left_shoulder", "left_hip"),
+         ("right_shoulder", "right_hip"), ("left_hip", "right_hip"), ("left_hip", "left_knee"),
+         ("left_knee", "left_ankle"), ("right_hip", "right_knee"), ("right_knee", "right_ankle"),
+         ("nose", "left_eye"), ("nose", "right_eye"), ("left_eye", "left_ear"), ("right_eye", "right_ear"))
+BODY_KEYPOINTS = {name for bone in BONES for name in bone}
+KEYPOINT_MIN_SCORE = 0.2
 
 
 S = TypeVar("S", bound="Stoppable")
@@ -230,16 +294,102 @@ def choose_models(requested: tuple[str, ...], images: bool = False) -> list[tupl
     return chosen
 
 
-def plan_assignments(cameras: list[str], models: list[str], fps: float) -> list[dict]:
-    """The first camera feeds every model; the first model serves every camera; the rest alternate."""
-    pairs: dict[tuple[str, str], float] = {}
-    for model_id in models:
-        pairs[(cameras[0], model_id)] = fps
+@dataclass(frozen=True)
+class Camera:
+    """One ring the demo writes, and the models it feeds (in the order the summary lists them)."""
+
+    camera_id: str
+    kind: str
+    """'street' (the footage), 'faces' (the photo slideshow) or 'bright' (the example model's synthetic scene)."""
+    source: str
+    """What ``write-frames --source`` plays: a video, a folder of images or 'synthetic'."""
+    models: tuple[str, ...]
+    size: Optional[tuple[int, int]] = None
+    """(width, height); None: the source's own."""
+    hold: int = 1
+    """Frames each image of a folder stays on."""
+    description: str = ""
+
+
+def plan_cameras(models: list[str], footage: str, street_count: int, tag: str,
+                 synthetic_only: frozenset[str] = frozenset(), slideshow: Optional[Path] = None,
+                 camera_fps: float = 10.0) -> list[Camera]:
+    """Which camera plays what, feeding which of ``models`` (the ids that are up, in DEMO_MODELS order).
+
+    ``synthetic_only`` are the ids of the example model (bright boxes), ``slideshow`` the folder of
+    face photos (None: there is none). The first model that is not synthetic-only leads: it is fed
+    by every street camera. Real footage: the first street camera feeds every such model (the others
+    only the lead), the example ids get a synthetic camera of their own. Synthetic footage (or no
+    model but the example): the street cameras play the synthetic scene and the example ids share
+    every one of them. The faces camera, when a FACES_MODELS model is up and there is a slideshow,
+    feeds every model that is not synthetic-only.
+    """
+    real = [m for m in models if m not in synthetic_only]
+    bright = [m for m in models if m in synthetic_only]
+    synthetic = footage == "synthetic" or not real
+    if synthetic:
+        footage = "synthetic"
+    lead = (real or bright)[:1]
+    name = "synth" if synthetic else "street" if footage == str(VTEST) else "cam"
+    what = "synthetic scene (moving bright boxes)" if synthetic else Path(footage).name
+    cameras = []
+    for index in range(street_count):
+        if synthetic:
+            fed = [*real, *bright] if index == 0 else [*lead, *bright]
+        else:
+            fed = real if index == 0 else lead
+        cameras.append(Camera(f"{name}{index + 1}-{tag}", "street", footage, tuple(dict.fromkeys(fed)),
+                              description=what))
+    if slideshow is not None and real and any(m in FACES_MODELS for m in real):
+        faces_first = sorted(real, key=lambda m: m not in FACES_MODELS)
+        cameras.append(Camera(f"faces-{tag}", "faces", str(slideshow), tuple(faces_first), FACES_SIZE,
+                              max(1, round(camera_fps * SLIDE_SECONDS)),
+                              f"photo slideshow, {FACES_SIZE[0]}x{FACES_SIZE[1]}, {SLIDE_SECONDS:g} s a photo"))
+    if bright and not synthetic:
+        cameras.append(Camera(f"bright-{tag}", "bright", "synthetic", tuple(bright), BRIGHT_SIZE,
+                              description=f"synthetic scene (moving bright boxes), {BRIGHT_SIZE[0]}x{BRIGHT_SIZE[1]}"))
+    return cameras
+
+
+def plan_assignments(cameras: list[Camera], fps: float) -> list[dict]:
+    """One subscription per (camera, model) of the plan, all at ``fps``, with PAIR_CONFIG's options."""
+    assignments = []
     for camera in cameras:
-        pairs[(camera, models[0])] = fps
-    for index, camera in enumerate(cameras[1:], start=1):
-        pairs.setdefault((camera, models[index % len(models)]), max(fps / 2, 0.5))
-    return [{"camera": c, "model": m, "fps": f} for (c, m), f in sorted(pairs.items())]
+        for model_id in camera.models:
+            assignment: dict = {"camera": camera.camera_id, "model": model_id, "fps": fps}
+            config = PAIR_CONFIG.get((camera.kind, model_id))
+            if config:
+                assignment["config"] = dict(config)
+            assignments.append(assignment)
+    return assignments
+
+
+def letterbox(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``image`` scaled to fit ``width`` x ``height`` (aspect kept), centred on dark grey."""
+    scale = min(width / image.shape[1], height / image.shape[0])
+    fitted_w, fitted_h = min(width, round(image.shape[1] * scale)), min(height, round(image.shape[0] * scale))
+    fitted = cv2.resize(image, (fitted_w, fitted_h), interpolation=cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA)
+    canvas = np.full((height, width, 3), 32, np.uint8)
+    x, y = (width - fitted_w) // 2, (height - fitted_h) // 2
+    canvas[y:y + fitted_h, x:x + fitted_w] = fitted
+    return canvas
+
+
+def assemble_slideshow(folder: Path, photos: tuple[tuple[Path, Optional[Path]], ...] = FACES_PHOTOS,
+                       size: tuple[int, int] = FACES_SIZE) -> list[Path]:
+    """Letterbox whichever ``photos`` exist (else their stand-ins) into ``folder``, numbered in playing
+    order so that write-frames plays them in that order; returns the photos used."""
+    folder.mkdir(parents=True, exist_ok=True)
+    used = []
+    for photo, stand_in in photos:
+        path = photo if photo.exists() else stand_in
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path is not None and path.exists() else None
+        if image is None:
+            continue
+        cv2.imwrite(str(folder / f"{len(used):02d}_{path.stem}.jpg"), letterbox(image, *size),
+                    [cv2.IMWRITE_JPEG_QUALITY, 95])
+        used.append(path)
+    return used
 
 
 # -- events, snapshots, summary ------------------------------------------------------------
@@ -294,21 +444,77 @@ class EventTail:
             self._handle.close()
 
 
+def model_colour(model_id: str) -> tuple[int, int, int]:
+    return MODEL_COLOURS.get(model_id) or COLOURS[zlib.crc32(model_id.encode()) % len(COLOURS)]
+
+
 def draw_detections(image: np.ndarray, event: dict) -> None:
-    colour = COLOURS[hash(event["model_id"]) % len(COLOURS)]
+    """Boxes, labels and keypoints of one event (a skeleton where the keypoints are a body's), and a caption."""
+    colour = model_colour(event["model_id"])
     for detection in event["detections"]:
         x0, y0, x1, y1 = (int(round(v)) for v in detection["bbox"])
         cv2.rectangle(image, (x0, y0), (x1, y1), colour, 2)
         label = f"{detection['class_name']} {detection['confidence']:.2f}"
-        cv2.putText(image, label, (x0, max(y0 - 5, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
-        for keypoint in detection.get("keypoints") or []:
-            cv2.circle(image, (int(keypoint["x"]), int(keypoint["y"])), 2, colour, -1)
-    cv2.putText(image, f"{event['camera_id']} / {event['model_id']} / frame {event['frame_id']}", (8, 20),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(image, label, (x0, max(y0 - 5, 44)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
+        keypoints = detection.get("keypoints") or []
+        points = {k.get("name"): (int(k["x"]), int(k["y"])) for k in keypoints if k.get("score", 1.0) >= KEYPOINT_MIN_SCORE}
+        thin = y1 - y0 < 200  # a small person: a thick skeleton would hide them
+        if BODY_KEYPOINTS <= {k.get("name") for k in keypoints}:  # a body (not, say, a face's landmarks)
+            for a, b in BONES:
+                if a in points and b in points:
+                    cv2.line(image, points[a], points[b], colour, 1 if thin else 2, cv2.LINE_AA)
+        for point in points.values():
+            cv2.circle(image, point, 1 if thin else 3, colour, -1, cv2.LINE_AA)
+    caption = f"{event['camera_id']} / {event['model_id']} / frame {event['frame_id']}"
+    cv2.rectangle(image, (0, 0), (min(image.shape[1], 12 + 10 * len(caption)), 28), (0, 0, 0), -1)
+    cv2.putText(image, caption, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def why_nothing(model_id: str, events: list[dict], skipped: Optional[dict[str, float]] = None,
+                config: Optional[dict] = None, footage: str = "") -> Optional[str]:
+    """Why a pair found nothing, from its events and the core's skip counts; None when it found something.
+
+    Every request failed (the most common error, with its message), every selected frame was dropped
+    before reaching the model (the reasons), or the model answered and found nothing (with what
+    NOTHING_FOUND_HINTS says of the model and of ``footage``, the camera's source name, and the
+    pair's options).
+    """
+    ok = [e for e in events if not e["error_code"]]
+    if any(e["detections"] for e in ok):
+        return None
+    failed = [e for e in events if e["error_code"]]
+    codes = Counter(e["error_code"] for e in failed).most_common()
+    dropped = {reason: int(count) for reason, count in sorted((skipped or {}).items()) if count}
+    if not events:
+        if dropped:
+            reasons = ", ".join(f"{reason}={count}" for reason, count in dropped.items())
+            return f"all {sum(dropped.values())} selected frames were dropped before reaching the model ({reasons})"
+        return "no frame was selected: the core read nothing from the camera in time"
+    if not ok:
+        code, count = codes[0]
+        message = next(e["error"] for e in failed if e["error_code"] == code)
+        others = "; also " + ", ".join(f"{c} x{n}" for c, n in codes[1:]) if len(codes) > 1 else ""
+        return f"all {len(failed)} requests failed, {count} with {code}: {message}{others}"
+    text = f"answered {plural(len(ok), 'frame')}, found nothing"
+    leaves_out, lacks = NOTHING_FOUND_HINTS.get(model_id, ("", {}))
+    hints = [hint for hint in (leaves_out, lacks.get(footage)) if hint]
+    if hints:
+        text += ": " + ", and ".join(hints)
+    if config:
+        text += f" (options here: {', '.join(f'{key}={value}' for key, value in config.items())})"
+    if failed:
+        text += f"; {plural(len(failed), 'more request')} failed, most with {codes[0][0]}"
+    return text
 
 
 def summary_table(events: list[dict], assignments: list[dict], final_metrics: Optional[str],
-                  core_totals: Optional[str]) -> str:
+                  core_totals: Optional[str], cameras: Optional[list[Camera]] = None,
+                  notes: tuple[str, ...] = ()) -> str:
+    """The cameras (what each plays, which models it feeds), a row per pair, and why each empty pair is."""
     skipped: dict[tuple[str, str], dict[str, float]] = {}
     if final_metrics:
         snapshot = parse(final_metrics)
@@ -316,8 +522,18 @@ def summary_table(events: list[dict], assignments: list[dict], final_metrics: Op
     by_pair: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for event in events:
         by_pair[(event["camera_id"], event["model_id"])].append(event)
-    lines = [f"{'camera':<14} {'model':<16} {'target':>6} {'fps':>6} {'events':>6} {'errors':>6} "
-             f"{'p50 ms':>7} {'p95 ms':>7} {'det/frm':>7}  skipped"]
+    width = max([14, *(len(a["camera"]) for a in assignments)])
+    sources = {camera.camera_id: camera.source for camera in cameras or []}
+    lines = []
+    if cameras:
+        lines.append("cameras:")
+        for camera in cameras:
+            lines.append(f"  {camera.camera_id:<{width}} {camera.description} -> {', '.join(camera.models)}")
+        lines.extend(f"  {note}" for note in notes)
+        lines.append("")
+    lines.append(f"{'camera':<{width}} {'model':<16} {'target':>6} {'fps':>6} {'events':>6} {'errors':>6} "
+                 f"{'p50 ms':>7} {'p95 ms':>7} {'det/frm':>7}  skipped")
+    empty = []
     for assignment in assignments:
         key = (assignment["camera"], assignment["model"])
         mine = by_pair.get(key, [])
@@ -327,9 +543,18 @@ def summary_table(events: list[dict], assignments: list[dict], final_metrics: Op
         latencies = np.array([e["latency_ms"] for e in ok]) if ok else np.array([np.nan])
         detections = sum(len(e["detections"]) for e in ok) / len(ok) if ok else 0.0
         skips = ", ".join(f"{r}={int(c)}" for r, c in sorted(skipped.get(key, {}).items()) if c) or "-"
-        lines.append(f"{key[0]:<14} {key[1]:<16} {assignment['fps']:>6.1f} {fps:>6.1f} {len(ok):>6} "
-                     f"{len(mine) - len(ok):>6} {np.nanpercentile(latencies, 50):>7.1f} "
-                     f"{np.nanpercentile(latencies, 95):>7.1f} {detections:>7.2f}  {skips}")
+        p50, p95 = (f"{np.percentile(latencies, q):>7.1f}" if ok else f"{'-':>7}" for q in (50, 95))
+        lines.append(f"{key[0]:<{width}} {key[1]:<16} {assignment['fps']:>6.1f} {fps:>6.1f} {len(ok):>6} "
+                     f"{len(mine) - len(ok):>6} {p50} {p95} {detections:>7.2f}  {skips}")
+        camera = sources.get(key[0], "")
+        reason = why_nothing(key[1], mine, skipped.get(key), assignment.get("config"),
+                             camera if camera == "synthetic" else Path(camera).name)
+        if reason:
+            empty.append(f"  {key[0]} / {key[1]}: {reason}")
+    if empty:
+        lines.append("")
+        lines.append("found nothing:")
+        lines.extend(empty)
     if core_totals:
         lines.append("")
         lines.append(f"core totals (selected = results + errors + dropped): {core_totals}")
@@ -341,13 +566,15 @@ def summary_table(events: list[dict], assignments: list[dict], final_metrics: Op
 
 @click.command()
 @click.option("--duration", default=30.0, show_default=True, help="Seconds to run before the summary.")
-@click.option("--cameras", "camera_count", default=3, show_default=True, help="Cameras to simulate.")
+@click.option("--cameras", "camera_count", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Street cameras playing the footage (the faces camera and the example's camera come on top).")
 @click.option("--source", default="auto", show_default=True,
               help="'auto' (vtest.avi if available, else synthetic), 'synthetic', a video file or an image folder.")
 @click.option("--camera-fps", default=10.0, show_default=True, help="Frames per second the writer publishes.")
 @click.option("--fps", "target_fps", default=2.0, show_default=True,
-              help="Target FPS of the main subscriptions (the others get half). 2 keeps the CPU models of a "
-                   "2-core machine (face-detection: ~300 ms a frame) mostly answering rather than skipping.")
+              help="Target FPS of every (camera, model) pair. 2 is about what a 2-core machine answers "
+                   "(fall-detection: ~100 ms a frame on one core, three cameras; face-detection: ~50 ms a "
+                   "1280x720 frame, two cameras); on a busy machine some frames are skipped, counted in the summary.")
 @click.option("--model", "models", multiple=True, metavar="ID[=DIR]",
               help="Model to run (repeat); ID alone means models/ID or the example model under that id.")
 @click.option("--output", default=str(ROOT / "demo-output"), show_default=True, help="Where results go.")
@@ -380,7 +607,8 @@ def main(duration: float, camera_count: int, source: str, camera_fps: float, tar
     out_dir = Path(output) / time.strftime("%Y%m%d-%H%M%S")
     snapshot_dir = out_dir / "snapshots"
     snapshot_dir.mkdir(parents=True, exist_ok=True)
-    cameras = [f"cam{index + 1}-{tag}" for index in range(camera_count)]
+    cameras: list[Camera] = []
+    notes: list[str] = []
     say(f"run directory (sockets, registry, logs): {run_dir}")
     say(f"output: {out_dir}")
     processes = Processes(run_dir)
@@ -390,9 +618,6 @@ def main(duration: float, camera_count: int, source: str, camera_fps: float, tar
     core_totals: Optional[str] = None
     try:
         footage = find_footage(source, install)
-        say(f"footage: {footage} -> {', '.join(cameras)} at {camera_fps:g} fps")
-        processes.start("writer", ruth_model("write-frames", *sum((["--camera", c] for c in cameras), []),
-                                             "--source", footage, "--fps", str(camera_fps), "--slots", "32"))
         ready_models: list[str] = []
         daemons = {}
         if engine is not None:
@@ -417,12 +642,25 @@ def main(duration: float, camera_count: int, source: str, camera_fps: float, tar
             return
         if not ready_models:
             raise click.ClickException("no model daemon started; see the logs above")
+        synthetic_only = frozenset(m for m, directory in chosen if directory == EXAMPLE_MODEL_DIR)
+        slideshow = None
+        if any(m in FACES_MODELS for m in ready_models):
+            photos = assemble_slideshow(run_dir / "faces")
+            if photos:
+                slideshow = run_dir / "faces"
+                notes.append(f"faces photos: {', '.join(p.name for p in photos)}")
+        cameras = plan_cameras(ready_models, footage, camera_count, tag, synthetic_only, slideshow, camera_fps)
+        for camera in cameras:
+            say(f"camera {camera.camera_id}: {camera.description} -> {', '.join(camera.models)}")
+        if notes:
+            say(notes[0])
+        start_writers(processes, cameras, camera_fps)
         registry_path = run_dir / "registry.sqlite3"
         with ModelRegistry(registry_path) as registry:
             for model_id in ready_models:
                 entry = registry.import_from_daemon(socket_path(model_id, str(run_dir)))
                 say(f"registry: {entry.model_id} {entry.current_version} imported from its describe op")
-        assignments = plan_assignments(cameras, ready_models, target_fps)
+        assignments = plan_assignments(cameras, target_fps)
         assignments_path = run_dir / "assignments.yaml"
         assignments_path.write_text(yaml.safe_dump({"assignments": assignments}))
         port = free_port()
@@ -446,9 +684,9 @@ def main(duration: float, camera_count: int, source: str, camera_fps: float, tar
         processes.stop_all()
         if tail is not None:
             tail.close()
-        leftovers = cleanup(run_dir, cameras)
+        leftovers = cleanup(run_dir, [camera.camera_id for camera in cameras])
     if assignments and tail is not None:
-        table = summary_table(tail.events, assignments, final_metrics, core_totals)
+        table = summary_table(tail.events, assignments, final_metrics, core_totals, cameras, tuple(notes))
         (out_dir / "summary.txt").write_text(table + "\n")
         click.echo("\n" + table)
         shots = sum(len(v) for v in tail.snapshots.values())
@@ -460,6 +698,20 @@ def main(duration: float, camera_count: int, source: str, camera_fps: float, tar
     say("clean: no demo process, socket or shared-memory segment left")
     if interrupted:
         sys.exit(130)
+
+
+def start_writers(processes: Processes, cameras: list[Camera], camera_fps: float) -> None:
+    """One ``write-frames`` per source (with its size and hold), writing every camera that plays it."""
+    groups: dict[tuple[str, Optional[tuple[int, int]], int], list[Camera]] = defaultdict(list)
+    for camera in cameras:
+        groups[(camera.source, camera.size, camera.hold)].append(camera)
+    for (source, size, hold), group in groups.items():
+        size_args = ["--width", str(size[0]), "--height", str(size[1])] if size else []
+        hold_args = ["--hold", str(hold)] if hold > 1 else []
+        say(f"footage: {source} -> {', '.join(c.camera_id for c in group)} at {camera_fps:g} fps")
+        processes.start(f"writer-{group[0].kind}", ruth_model(
+            "write-frames", *sum((["--camera", c.camera_id] for c in group), []), "--source", source,
+            "--fps", str(camera_fps), "--slots", "32", *size_args, *hold_args))
 
 
 def live(core: Child, metrics_url: str, tail: EventTail, duration: float, stop: threading.Event) -> None:

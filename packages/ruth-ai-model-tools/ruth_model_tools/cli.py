@@ -28,18 +28,26 @@ EXIT_CONFIG = 2
 @click.option("--height", type=int, default=None, help="Frame height (default: the source's).")
 @click.option("--slots", default=8, show_default=True, help="Frames kept in each ring.")
 @click.option("--duration", type=float, default=None, help="Seconds to run (default: until Ctrl-C).")
+@click.option("--hold", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With a directory of images: frames each image stays on (a slideshow: --fps 10 --hold 30 "
+                   "shows each image for 3 s).")
 def write_frames(cameras: tuple[str, ...], source: str, fps: float, width: Optional[int], height: Optional[int],
-                 slots: int, duration: Optional[float]) -> None:
+                 slots: int, duration: Optional[float], hold: int) -> None:
     """Act as VAS: publish NV12 frames into /dev/shm/vas_frames_<camera> rings."""
     from .frame_writer import probe_size, publish  # OpenCV only for this command
+
+    if hold > 1 and not Path(source).is_dir():
+        raise click.BadParameter("only a directory of images can be held (a video plays at its own pace)",
+                                 param_hint="--hold")
 
     native_width, native_height = probe_size(source)
     width, height = width or native_width, height or native_height
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    click.echo(f"writing {width}x{height} NV12 at {fps} fps to {', '.join(cameras)} (Ctrl-C stops)", err=True)
-    written = publish(cameras, source, fps, width, height, slots, duration, stop)
+    held = f", each image for {hold} frames" if hold > 1 else ""
+    click.echo(f"writing {width}x{height} NV12 at {fps} fps to {', '.join(cameras)}{held} (Ctrl-C stops)", err=True)
+    written = publish(cameras, source, fps, width, height, slots, duration, stop, hold)
     click.echo(json.dumps(written))
 
 

@@ -205,11 +205,14 @@ def synthetic_scene(index: int, width: int, height: int, objects: int = 2) -> tu
     return image, boxes
 
 
-def frames_from_source(source: str, width: int, height: int) -> Iterator[np.ndarray]:
+def frames_from_source(source: str, width: int, height: int, hold: int = 1) -> Iterator[np.ndarray]:
     """Endless BGR frames of ``width`` x ``height`` from a source.
 
-    ``source`` is ``synthetic``, a video file (looped) or a directory of images (cycled).
+    ``source`` is ``synthetic``, a video file (looped) or a directory of images (cycled in name
+    order, each image for ``hold`` frames in a row: a slideshow a person can follow).
     """
+    if hold < 1:
+        raise ValueError(f"hold must be at least 1 frame, not {hold}")
     if source == "synthetic":
         index = 0
         while True:
@@ -223,7 +226,9 @@ def frames_from_source(source: str, width: int, height: int) -> Iterator[np.ndar
         if not loaded:
             raise ValueError(f"no readable images in {path}")
         while True:
-            yield from loaded
+            for image in loaded:
+                for _ in range(hold):
+                    yield image
     if not path.is_file():
         raise ValueError(f"source {source!r} is neither 'synthetic', a directory nor a video file")
     while True:
@@ -270,8 +275,11 @@ def _fit(image: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def publish(cameras: Sequence[str], source: str, fps: float, width: int, height: int, slot_count: int = 8,
-            duration_s: Optional[float] = None, stop: Optional[threading.Event] = None) -> dict[str, int]:
+            duration_s: Optional[float] = None, stop: Optional[threading.Event] = None,
+            hold: int = 1) -> dict[str, int]:
     """Write frames from ``source`` to every camera at ``fps`` until ``duration_s`` or ``stop``.
+
+    ``hold`` is frames_from_source's: how many frames each image of a directory stays on.
 
     Frames are scheduled against the start time, not by sleeping a fixed
     period, so the rate does not drift. Segments are removed on the way out,
@@ -282,7 +290,7 @@ def publish(cameras: Sequence[str], source: str, fps: float, width: int, height:
     try:
         for camera_id in cameras:
             writers.append(FrameWriter(camera_id, width, height, slot_count))
-        sources = [frames_from_source(source, width, height) for _ in writers]
+        sources = [frames_from_source(source, width, height, hold) for _ in writers]
         for offset, frames in enumerate(sources):  # cameras on one source show different moments
             for _ in range(offset * 7):
                 next(frames)
