@@ -20,7 +20,11 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["ai_model_container", "ai_model_container.*", "ruth_ai_core", "ruth_ai_core.*"]),
-    package_data={"ai_model_container": ["example_model/*.yaml", "example_model/*.py", "py.typed"]},
+    package_data={
+        "ai_model_container": ["example_model/*.yaml", "example_model/*.py", "py.typed"],
+        # Alembic reads the migration scripts as files: ship them with the package.
+        "ruth_ai_core.storage.migrations": ["script.py.mako", "versions/*.py"],
+    },
     install_requires=[
         "numpy>=1.26",
         "opencv-python-headless>=4.10,<5",
@@ -30,8 +34,17 @@ setup(
         "click>=8.1",
     ],
     extras_require={
-        "core": ["prometheus-client>=0.20"],
-        "test": ["pytest>=8", "hypothesis>=6.100", "docker>=7"],
+        "core": [
+            "prometheus-client>=0.20",
+            # Storage: one code path over SQLite (embedded default) and PostgreSQL (production).
+            "sqlalchemy>=2.0.30,<2.2",
+            "alembic>=1.13,<2",
+            "psycopg[binary]>=3.2,<4",
+            # The discovery API (`ruth-ai api`); imported only by that command.
+            "fastapi>=0.115,<1",
+            "uvicorn>=0.30,<1",
+        ],
+        "test": ["pytest>=8", "hypothesis>=6.100", "docker>=7", "schemathesis>=4,<5"],
     },
     entry_points={
         "console_scripts": [
