@@ -12,7 +12,7 @@ import sys
 import threading
 from enum import Enum
 from pathlib import Path
-from typing import IO, Any, Optional
+from typing import IO, Any, Optional, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -53,8 +53,26 @@ class ResultEvent(BaseModel):
         return self.error_code is None
 
 
+class EventSink(Protocol):
+    """What Core writes events to: ``JsonLinesSink`` or ``storage.event_sink.DatabaseEventSink``.
+
+    ``write`` is called on the request workers and must not block on I/O for
+    long; ``flush`` is called from the reconciler's loop every half second and at
+    stop; ``close`` once, at the end."""
+
+    written: int
+
+    def write(self, event: ResultEvent) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class JsonLinesSink:
     """Appends events to a file (or stdout); thread-safe. Flushed by ``flush`` and on close."""
+
+    kind = "jsonl"
 
     def __init__(self, target: str | Path) -> None:
         self.target = str(target)

@@ -13,6 +13,9 @@ Every series the core exports, in one place:
 - ruth_ai_subscription_target_fps{camera, model}
 - ruth_ai_model_healthy{model}: 1 healthy, 0 unhealthy (absent until the first probe)
 - ruth_ai_model_daemon_*{model}: the daemon's own stats op, as last polled by the health monitor
+- ruth_ai_event_sink_*{sink}: the event sink's counters (``EventSinkCollector``): events offered,
+  written, duplicates (replayed rows the database already had), dropped (buffer full), rejected (refused
+  by the database), batches, failures (failed batch attempts), buffered and capacity, connected
 
 A private ``CollectorRegistry`` per core keeps several cores in one process
 (tests) from colliding.
@@ -57,6 +60,40 @@ class DaemonStatsCollector(Collector):
                 if value is not None:
                     latency.add_metric([model_id, quantile], value)
         return [requests, errors, in_flight, latency, uptime]
+
+
+class EventSinkCollector(Collector):
+    """Re-exports an event sink's counters at scrape time (plain attributes: nothing is done per event).
+
+    Works for any sink with the attributes it finds (``JsonLinesSink`` has only ``written``)."""
+
+    COUNTERS = (("offered", "Events handed to the sink."), ("written", "Events stored."),
+                ("duplicates", "Replayed events the database already had (skipped, not stored twice)."),
+                ("dropped", "Events dropped because the sink's buffer was full (database slow or down)."),
+                ("rejected", "Events the database refused for their content (logged)."),
+                ("batches", "Batches committed."), ("failures", "Batch attempts that failed."))
+
+    def __init__(self, sink: object) -> None:
+        self._sink = sink
+        self._label = str(getattr(sink, "kind", "jsonl"))
+
+    def collect(self) -> Iterable[object]:
+        families: list[object] = []
+        for name, help_text in self.COUNTERS:
+            value = getattr(self._sink, name, None)
+            if value is not None:
+                family = CounterMetricFamily(f"ruth_ai_event_sink_{name}", help_text, labels=["sink"])
+                family.add_metric([self._label], float(value))
+                families.append(family)
+        for name, help_text in (("buffered", "Events held in memory, waiting for the database."),
+                                ("capacity", "Most events the sink holds before dropping."),
+                                ("connected", "1 when the last batch reached the database, else 0.")):
+            value = getattr(self._sink, name, None)
+            if value is not None:
+                family = GaugeMetricFamily(f"ruth_ai_event_sink_{name}", help_text, labels=["sink"])
+                family.add_metric([self._label], float(value))
+                families.append(family)
+        return families
 
 
 class CoreMetrics:

@@ -239,3 +239,19 @@ def database(database_url: str) -> Iterator["Database"]:
 
     with Database.open(database_url) as db:
         yield db
+
+
+@pytest.fixture
+def own_pg_cluster() -> Iterator["LocalCluster"]:
+    """A PostgreSQL server for one test, which it may stop and start (database outages); destroyed after."""
+    from ruth_ai_core.storage.local_cluster import ClusterUnavailable, LocalCluster
+
+    try:
+        cluster = LocalCluster()
+    except ClusterUnavailable as exc:
+        pytest.skip(f"no PostgreSQL server to test against: {exc}")
+    try:
+        cluster.init().start()
+        yield cluster
+    finally:
+        cluster.destroy()

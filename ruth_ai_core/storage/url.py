@@ -23,6 +23,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional
+from urllib.parse import unquote
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -57,7 +58,7 @@ class DatabaseUrl:
         """The SQLite file, or the URL with any password masked: safe for logs and error messages."""
         if self.backend == SQLITE:
             return str(self.url.database)
-        return self.url.render_as_string(hide_password=True)
+        return unquote(self.url.set(drivername="postgresql").render_as_string(hide_password=True))
 
     def __str__(self) -> str:
         return self.display()
