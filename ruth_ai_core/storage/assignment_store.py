@@ -27,7 +27,7 @@ from . import schema as t
 from .database import Database
 from .errors import AssignmentConflict, AssignmentRejected
 from .registry_store import RegistryStore
-from .sql import revision
+from .sql import revision, storable_json
 
 NODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 """Node names: host-name-like (letters, digits, ``_ . -``), at most 64 characters."""
@@ -93,6 +93,10 @@ class AssignmentStore:
         another node is a conflict. With ``replace`` the node's assignments not
         in ``wanted`` are removed, so the node ends up running exactly the file."""
         check_node(node)
+        keys = [a.key for a in wanted]
+        if len(set(keys)) != len(keys):
+            twice = sorted({key for key in keys if keys.count(key) > 1})
+            raise AssignmentConflict(f"assigned twice: {', '.join(f'{c} -> {m}' for c, m in twice)}")
         result = WriteResult()
         with self.db.write() as conn:
             self._check_models(conn, wanted)
@@ -204,6 +208,7 @@ class AssignmentStore:
         return {key: value for key, value in found.items() if key in wanted}
 
     def _upsert(self, conn: Connection, assignment: Assignment, before: Optional[Assignment]) -> None:
+        storable_json(assignment.config, f"assignment {assignment.camera} -> {assignment.model} config")
         now = time.time()
         values: dict[str, Any] = {"fps": assignment.fps, "max_in_flight": assignment.max_in_flight,
                                   "config": dict(assignment.config), "updated_at": now}

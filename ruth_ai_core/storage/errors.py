@@ -32,3 +32,8 @@ class AssignmentRejected(RegistryError):
 
 class AssignmentConflict(StorageError):
     """An assignment that contradicts another (a camera already placed on a different node)."""
+
+
+class InvalidDocument(StorageError, ValueError):
+    """A JSON document (model metadata, an assignment's config) that cannot be stored as it is on every backend:
+    NUL characters or unpaired surrogates in its strings (PostgreSQL's text and JSONB refuse both)."""

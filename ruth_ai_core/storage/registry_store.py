@@ -21,8 +21,8 @@ from sqlalchemy.engine import Connection
 
 from . import schema as t
 from .database import Database
-from .errors import AssignmentRejected
-from .sql import insert_for
+from .errors import AssignmentRejected, InvalidDocument
+from .sql import insert_for, storable_json
 
 NOT_IN_REGISTRY = "is not in the registry"
 DISABLED = "is disabled in the registry"
@@ -61,8 +61,12 @@ class RegistryStore:
     def add_version(self, model_id: str, version: str, metadata: dict[str, Any], source: str,
                     enabled: Optional[bool] = None) -> RegisteredModel:
         """Record ``version`` as the current one (new models start enabled unless ``enabled`` says otherwise)."""
+        storable_json(metadata, f"model {model_id} {version} metadata")
+        storable_json(source, f"model {model_id} {version} source")
         now = time.time()
         tasks = sorted({str(task) for task in metadata.get("supported_tasks") or []})
+        if any(len(task) > t.ID_LENGTH for task in tasks):
+            raise InvalidDocument(f"model {model_id} {version}: a task name is longer than {t.ID_LENGTH} characters")
         with self.db.write() as conn:
             flag = conn.execute(sa.select(t.models.c.enabled).where(t.models.c.model_id == model_id)).scalar()
             if flag is None:
