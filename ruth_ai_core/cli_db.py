@@ -52,7 +52,7 @@ class StorageAwareGroup(click.Group):
         except (AssignmentRejected, AssignmentConflict, InvalidDocument, SchemaError) as exc:
             _fail(str(exc), EXIT_CONFIG)
         except DatabaseUnavailable as exc:
-            _fail(f"the database does not answer: {exc}", EXIT_UNAVAILABLE)
+            _fail(str(exc), EXIT_UNAVAILABLE)
 
 
 def _fail(message: str, code: int) -> None:

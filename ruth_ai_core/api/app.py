@@ -68,7 +68,7 @@ def create_app(db: Database, admin_token: Optional[str] = None) -> FastAPI:
 
     @app.exception_handler(DatabaseUnavailable)
     def _unavailable(_request: Request, exc: DatabaseUnavailable) -> JSONResponse:
-        return JSONResponse({"detail": f"the database does not answer: {exc}"}, status_code=503)
+        return JSONResponse({"detail": str(exc)}, status_code=503)
 
     @app.exception_handler(InvalidDocument)
     def _invalid(_request: Request, exc: InvalidDocument) -> JSONResponse:

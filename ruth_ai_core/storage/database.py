@@ -111,11 +111,11 @@ def translate_errors(db: Database) -> Iterator[None]:
         yield
     except OperationalError as exc:
         if is_disconnect(db, exc):
-            raise DatabaseUnavailable(f"{db.location.display()}: {_first_line(exc.orig)}") from exc
+            raise DatabaseUnavailable(f"{db.location.display()} does not answer: {_first_line(exc.orig)}") from exc
         raise
     except DBAPIError as exc:
         if exc.connection_invalidated:
-            raise DatabaseUnavailable(f"{db.location.display()}: {_first_line(exc.orig)}") from exc
+            raise DatabaseUnavailable(f"{db.location.display()} does not answer: {_first_line(exc.orig)}") from exc
         raise
 
 
