@@ -24,20 +24,23 @@ from pathlib import Path
 from typing import Optional
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy.engine import Connection
 
-from .database import Database
-from .errors import SchemaError
-from .url import SQLITE
+if logging.getLogger("alembic").level == logging.NOTSET:
+    # Alembic logs its plugins and "Context impl SQLiteImpl" at INFO on every open (from its imports on);
+    # our own log line says what changed.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+from alembic import command  # noqa: E402
+from alembic.config import Config  # noqa: E402
+from alembic.runtime.migration import MigrationContext  # noqa: E402
+from alembic.script import ScriptDirectory  # noqa: E402
+from sqlalchemy.engine import Connection  # noqa: E402
+
+from .database import Database  # noqa: E402
+from .errors import SchemaError  # noqa: E402
+from .url import SQLITE  # noqa: E402
 
 logger = logging.getLogger(__name__)
-if logging.getLogger("alembic").level == logging.NOTSET:
-    # Alembic says "Context impl SQLiteImpl" at INFO on every open; our own log line says what changed.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 LEGACY_REVISION = "0001"
