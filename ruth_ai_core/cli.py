@@ -44,7 +44,8 @@ from .registry import ModelRegistry, RegistryError
 from .router import DEFAULT_HEALTH_INTERVAL_S, DEFAULT_POOL_SIZE, DEFAULT_REQUEST_TIMEOUT_S, RouteSettings
 from .routing import RoutingError, load_routing
 from .status import StatusUnavailable, render, scrape
-from .storage.assignment_store import AssignmentStore, NodeAssignments
+from .storage.assignment_store import AssignmentStore, NodeAssignments, check_node
+from .storage.errors import AssignmentConflict
 from .storage.changes import listen_for_changes
 from .storage.event_sink import DEFAULT_BATCH_SIZE, DEFAULT_CAPACITY, DatabaseEventSink
 from .storage.url import resolve_database
@@ -101,8 +102,10 @@ def run(assignments_path: Optional[Path], node: Optional[str], database: Optiona
     try:
         if assignments_path is not None:
             load_assignments(assignments_path)
+        else:
+            check_node(node or "")
         routing = load_routing(routing_path)
-    except (AssignmentError, RoutingError) as exc:
+    except (AssignmentError, RoutingError, AssignmentConflict) as exc:
         logger.error("cannot start: %s", exc)
         sys.exit(EXIT_CONFIG)
     db = open_database(database, registry_path)

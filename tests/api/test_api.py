@@ -151,21 +151,28 @@ def test_an_unreachable_database_is_503_and_the_api_recovers(make_api, own_pg_cl
 
 
 def test_the_api_refuses_to_start_on_bad_settings(tmp_path):
+    from click.testing import CliRunner
+
+    from ruth_ai_core.cli import main
+
     def api(*args, env=None):
-        return subprocess.run([sys.executable, "-m", "ruth_ai_core.cli", "api", *args], capture_output=True,
-                              text=True, timeout=30, env=env)
+        result = CliRunner().invoke(main, ["api", *args], env=env, catch_exceptions=False)
+        return result.exit_code, result.output
 
     short = tmp_path / "short"
     short.write_text("abc\n")
     db = f"sqlite:///{tmp_path}/r.db"
-    result = api("--database", db, "--admin-token-file", str(short))
-    assert result.returncode == 2 and "at least 16 characters" in result.stderr
-    result = api("--database", db, "--listen", "8090")
-    assert result.returncode == 2 and "HOST:PORT" in result.stderr
-    result = api("--database", "mysql://x@y/z")
-    assert result.returncode == 2 and "unsupported database" in result.stderr
-    result = api("--database", f"postgresql://postgres@/ruth_ai?host={tmp_path}&port=1")
-    assert result.returncode == 3 and "does not answer" in result.stderr
+    code, output = api("--database", db, "--admin-token-file", str(short))
+    assert code == 2 and "at least 16 characters" in output
+    code, output = api("--database", db, env={"RUTH_AI_ADMIN_TOKEN": "short"})
+    assert code == 2 and "at least 16 characters" in output
+    for listen in ("8090", ":8090", "localhost:http", "[nonsense]:8090", "127.0.0.1:70000"):
+        code, output = api("--database", db, "--listen", listen)
+        assert code == 2 and "--listen" in output, listen
+    code, output = api("--database", "mysql://x@y/z")
+    assert code == 2 and "unsupported database" in output
+    code, output = api("--database", f"postgresql://postgres@/ruth_ai?host={tmp_path}&port=1")
+    assert code == 3 and "does not answer" in output
 
 
 def test_the_api_and_cores_data_path_do_not_load_each_other():

@@ -121,17 +121,16 @@ def test_the_database_down_for_a_while_costs_no_subscription_and_no_event(start_
     assert counts["written"] == counts["offered"] == stored_pairs(database_url)[(cam, model.model_id)]
 
 
-def test_run_refuses_to_start_without_its_database_or_with_both_sources(tmp_path):
-    args = [sys.executable, "-m", "ruth_ai_core.cli", "run"]
-    down = subprocess.run(args + ["--node", "edge-1", "--database",
-                                  f"postgresql://postgres@/ruth_ai?host={tmp_path}&port=1"],
-                          capture_output=True, text=True, timeout=30)
-    assert down.returncode == 3 and "does not answer" in down.stderr
-    both = subprocess.run(args + ["--node", "edge-1", "--assignments", str(tmp_path / "a.yaml")],
-                          capture_output=True, text=True, timeout=30)
-    assert both.returncode == 2 and "--assignments FILE (single host) or --node NAME" in both.stderr
-    neither = subprocess.run(args, capture_output=True, text=True, timeout=30)
-    assert neither.returncode == 2
-    bad_node = subprocess.run(args + ["--node", "edge 1", "--registry", str(tmp_path / "r.db")],
-                              capture_output=True, text=True, timeout=30)
-    assert bad_node.returncode == 2 and "node 'edge 1'" in bad_node.stderr
+def test_run_refuses_to_start_without_its_database_or_with_both_sources(tmp_path, caplog):
+    def run(*args):
+        result = CliRunner().invoke(main, ["run", *args], catch_exceptions=False)
+        return result.exit_code, result.output
+
+    code, output = run("--node", "edge-1", "--database", f"postgresql://postgres@/ruth_ai?host={tmp_path}&port=1")
+    assert code == 3 and "does not answer" in output
+    code, output = run("--node", "edge-1", "--assignments", str(tmp_path / "a.yaml"))
+    assert code == 2 and "--assignments FILE (single host) or --node NAME" in output
+    assert run()[0] == 2
+    code, _ = run("--node", "edge 1", "--registry", str(tmp_path / "r.db"))
+    assert code == 2 and "cannot start: node 'edge 1'" in caplog.text
+    assert not (tmp_path / "r.db").exists()  # refused before opening anything

@@ -114,12 +114,17 @@ def test_write_never_waits_for_the_database(database, sink):
         holder.execution_options(ruth_ai_write=True)
         holder.begin()
     try:
+        # The database stays locked until the end of the test: a write that waited for it would wait for ever.
+        # The bounds are loose (a shared machine can stall any thread for a while); a write costs microseconds.
+        prepared = [event("cam1", "det", i, detections=0) for i in range(1, 5001)]
         slowest = 0.0
-        for i in range(1, 5001):
+        started_all = time.perf_counter()
+        for item in prepared:
             started = time.perf_counter()
-            events.write(event("cam1", "det", i, detections=0))
+            events.write(item)
             slowest = max(slowest, time.perf_counter() - started)
-        assert slowest < 0.05, f"a write waited {slowest * 1000:.1f} ms"
+        assert time.perf_counter() - started_all < 2.0
+        assert slowest < 0.5, f"a write waited {slowest * 1000:.1f} ms"
         assert events.dropped >= 5000 - 1000 - 100
     finally:
         holder.rollback()
