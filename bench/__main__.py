@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Callable
 
-from . import core_bench, frames, ipc
+from . import core_bench, events_db, frames, ipc, reconcile_delay
 from .options import Options
 from .table import Row, SectionResult, render
 
@@ -16,6 +16,8 @@ SECTIONS: dict[str, Callable[[Options], SectionResult]] = {
     "ipc": ipc.run,
     "frames": frames.run,
     "core": core_bench.run,
+    "events-db": events_db.run,
+    "reconcile": reconcile_delay.run,
 }
 """Section name -> runner, in the order they run and print. Add new sections here."""
 
