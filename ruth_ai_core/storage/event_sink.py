@@ -9,12 +9,14 @@ inserts each in one transaction with ``ON CONFLICT DO NOTHING`` (see below).
 
 How a batch is inserted is the one thing that differs by backend, measured
 (``python -m bench --only events-db``): on PostgreSQL the batch is COPYed
-into a session-local temporary table and moved with ``INSERT INTO events
-SELECT ... ON CONFLICT DO NOTHING``, about 15 us of client CPU per event
-against 38 us for pipelined executemany and 190 us for SQLAlchemy's
-multi-row VALUES (psycopg re-parses a 12,000-parameter query per batch); on
-SQLite it is one ``executemany`` of ``INSERT ... ON CONFLICT DO NOTHING``.
-Both report exactly how many rows were new.
+straight into the table, and only if a row is already there (a resent batch)
+COPYed into a session-local temporary table and moved with ``INSERT INTO
+events SELECT ... ON CONFLICT DO NOTHING`` (see ``_copy_batch``). COPY costs
+about 15 us of client CPU per event of two detections, against 38 us for
+pipelined executemany and 190 us for SQLAlchemy's multi-row VALUES (psycopg
+re-parses a 12,000-parameter query per batch). On SQLite it is one
+``executemany`` of ``INSERT ... ON CONFLICT DO NOTHING``. Both report exactly
+how many rows were new.
 
 The conflict key is the events table's primary key, (camera_id, model_id,
 frame_timestamp_ns, frame_id): the frame id alone restarts at 1 when VAS
@@ -81,6 +83,7 @@ _EVENTS_TEXT = sa.table("events", *(sa.column(name) for name in COLUMNS))
 _SQLITE_INSERT = sqlite.insert(_EVENTS_TEXT).on_conflict_do_nothing(index_elements=KEY)
 _PG_STAGE = ("CREATE TEMPORARY TABLE IF NOT EXISTS ruth_ai_events_batch (LIKE events INCLUDING DEFAULTS) "
              "ON COMMIT DELETE ROWS")
+_PG_COPY_DIRECT = f"COPY events ({', '.join(COLUMNS)}) FROM STDIN"
 _PG_COPY = f"COPY ruth_ai_events_batch ({', '.join(COLUMNS)}) FROM STDIN"
 _PG_MOVE = (f"INSERT INTO events ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} FROM ruth_ai_events_batch "
             "ON CONFLICT DO NOTHING")
@@ -298,13 +301,25 @@ def _row(event: ResultEvent) -> tuple[Any, ...]:
 
 
 def _copy_batch(conn: Connection, rows: list[tuple[Any, ...]]) -> int:
-    """PostgreSQL: COPY into a temporary table, then one INSERT ... SELECT ... ON CONFLICT DO NOTHING.
+    """PostgreSQL: COPY straight into events; if a row is already there (a batch sent again after an outage),
+    roll back to the savepoint and COPY into a temporary table, then INSERT ... SELECT ... ON CONFLICT DO NOTHING.
 
-    COPY is psycopg's own API, below SQLAlchemy, so its errors are sorted here: connection trouble is an
-    outage, anything else a refusal of the batch's content."""
+    The direct COPY is the common case and costs the server a fifth less than the staged one (measured: 21
+    against 27 us per event of 10 detections). COPY is psycopg's own API, below SQLAlchemy, so its errors are
+    sorted here: connection trouble is an outage, anything else a refusal of the batch's content."""
     raw = conn.connection.driver_connection
     try:
         with raw.cursor() as cursor:
+            cursor.execute("SAVEPOINT ruth_ai_direct")
+            try:
+                with cursor.copy(_PG_COPY_DIRECT) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                copied = int(cursor.rowcount)
+                cursor.execute("RELEASE SAVEPOINT ruth_ai_direct")
+                return copied
+            except psycopg.errors.UniqueViolation:
+                cursor.execute("ROLLBACK TO SAVEPOINT ruth_ai_direct")
             cursor.execute(_PG_STAGE)
             with cursor.copy(_PG_COPY) as copy:
                 for row in rows:
