@@ -177,15 +177,26 @@ def make_model(tmp_path: Path) -> Callable[..., Path]:
 # -- databases: the same storage tests on SQLite and on a real PostgreSQL server ---------------
 
 
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator["LocalCluster"]:
-    """A throwaway PostgreSQL server for the whole run (Unix socket in a temp dir); skipped without its binaries."""
+PG_REQUIRE_ENV = "RUTH_REQUIRE_POSTGRES"
+"""CI (.ci/run) sets it: a missing PostgreSQL server is then a failure, never a quiet skip."""
+
+
+def new_local_cluster(**settings: object) -> "LocalCluster":
+    """A LocalCluster (not started); skips without server binaries, or fails when $RUTH_REQUIRE_POSTGRES is set."""
     from ruth_ai_core.storage.local_cluster import ClusterUnavailable, LocalCluster
 
     try:
-        cluster = LocalCluster()
+        return LocalCluster(**settings)  # type: ignore[arg-type]
     except ClusterUnavailable as exc:
+        if os.environ.get(PG_REQUIRE_ENV, "") not in ("", "0"):
+            pytest.fail(f"no PostgreSQL server to test against: {exc} ({PG_REQUIRE_ENV} is set)", pytrace=False)
         pytest.skip(f"no PostgreSQL server to test against: {exc}")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator["LocalCluster"]:
+    """A throwaway PostgreSQL server for the whole run (Unix socket in a temp dir); skipped without its binaries."""
+    cluster = new_local_cluster()
     try:
         cluster.init().start()
         yield cluster
@@ -244,12 +255,7 @@ def database(database_url: str) -> Iterator["Database"]:
 @pytest.fixture
 def own_pg_cluster() -> Iterator["LocalCluster"]:
     """A PostgreSQL server for one test, which it may stop and start (database outages); destroyed after."""
-    from ruth_ai_core.storage.local_cluster import ClusterUnavailable, LocalCluster
-
-    try:
-        cluster = LocalCluster()
-    except ClusterUnavailable as exc:
-        pytest.skip(f"no PostgreSQL server to test against: {exc}")
+    cluster = new_local_cluster()
     try:
         cluster.init().start()
         yield cluster

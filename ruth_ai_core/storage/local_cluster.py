@@ -39,15 +39,18 @@ class ClusterUnavailable(RuntimeError):
 
 
 def find_server_binaries() -> Path:
-    """The directory with ``initdb``/``pg_ctl``: $RUTH_AI_PG_BIN, PATH, else the newest /usr/lib/postgresql/N/bin."""
+    """The directory with ``initdb``/``pg_ctl``: $RUTH_AI_PG_BIN (only it, when set), else PATH, else the newest
+    /usr/lib/postgresql/N/bin."""
     candidates: list[Path] = []
     if os.environ.get(PG_BIN_ENV):
         candidates.append(Path(os.environ[PG_BIN_ENV]))
-    on_path = shutil.which("initdb")
-    if on_path:
-        candidates.append(Path(on_path).parent)
-    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: _version_key(Path(p).parent.name), reverse=True)
-    candidates.extend(Path(p) for p in versions)
+    else:
+        on_path = shutil.which("initdb")
+        if on_path:
+            candidates.append(Path(on_path).resolve().parent)
+        versions = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: _version_key(Path(p).parent.name),
+                          reverse=True)
+        candidates.extend(Path(p) for p in versions)
     for directory in candidates:
         if (directory / "initdb").is_file() and (directory / "pg_ctl").is_file() and (directory / "postgres").is_file():
             return directory

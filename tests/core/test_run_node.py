@@ -6,8 +6,11 @@ import subprocess
 import sys
 import time
 
+import urllib.request
+
 import sqlalchemy as sa
 from click.testing import CliRunner
+from prometheus_client.parser import text_string_to_metric_families
 
 from ruth_ai_core.cli import main
 from ruth_ai_core.storage import schema as t
@@ -80,6 +83,11 @@ def test_a_node_follows_the_database_and_stores_its_events_there(start_daemon, p
                  timeout_s=5, message="moved camera and re-enabled model")
         wait_for(lambda: stored_pairs(database_url).get((cam2, a.model_id), 0) >= 3, timeout_s=10,
                  message="events of the moved camera in the database")
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        sink = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples
+                if s.name.startswith("ruth_ai_event_sink_") and s.labels.get("sink") == "database"}
+        assert sink["ruth_ai_event_sink_written_total"] >= 3 and sink["ruth_ai_event_sink_connected"] == 1
+        assert sink["ruth_ai_event_sink_dropped_total"] == 0
     finally:
         output = stop_core(core, log_path)
     assert f"assignment {cam1} -> {a.model_id} rejected: model '{a.model_id}' is disabled" in output
