@@ -271,8 +271,9 @@ def _outage(db: Database, cluster: LocalCluster, options: Options) -> tuple[list
         f"slowest write() {state['slowest_write_ms']:.2f} ms; after the restart: first commit {first:.1f} s, "
         f"buffer empty {drained:.1f} s ({'while still offering 5,000/s' if still_offering else 'after the offer stopped'}); "
         f"rows in the table {rows_in_table:,} "
-        f"({'== written' if rows_in_table == sink.written else '!= written: LOST OR DUPLICATED'}); "
-        f"written + dropped {'==' if sink.written + sink.dropped == sink.offered else '!='} offered",
+        f"({'== written + duplicates' if rows_in_table == sink.written + sink.duplicates else '!= written + duplicates: LOST OR DUPLICATED'}); "
+        f"written + duplicates + dropped + rejected "
+        f"{'==' if sink.written + sink.duplicates + sink.dropped + sink.rejected == sink.offered else '!='} offered",
     ]
     rows = [
         Row(SECTION, f"{outage_s:g} s outage: events dropped (buffer {DEFAULT_CAPACITY:,})", "events", sink.dropped),

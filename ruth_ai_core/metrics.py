@@ -67,8 +67,9 @@ class EventSinkCollector(Collector):
 
     Works for any sink with the attributes it finds (``JsonLinesSink`` has only ``written``)."""
 
-    COUNTERS = (("offered", "Events handed to the sink."), ("written", "Events stored."),
-                ("duplicates", "Replayed events the database already had (skipped, not stored twice)."),
+    COUNTERS = (("offered", "Events handed to the sink."), ("written", "Events stored (commit confirmed)."),
+                ("duplicates", "Events the database already had when sent (a batch resent after a commit in doubt, "
+                               "or a replay): skipped, never stored twice."),
                 ("dropped", "Events dropped because the sink's buffer was full (database slow or down)."),
                 ("rejected", "Events the database refused for their content (logged)."),
                 ("batches", "Batches committed."), ("failures", "Batch attempts that failed."))

@@ -116,9 +116,11 @@ class DatabaseEventSink:
         self.offered = 0
         """Events handed to ``write``."""
         self.written = 0
-        """Rows inserted."""
+        """Rows inserted, the commit confirmed."""
         self.duplicates = 0
-        """Rows the database already had (a batch sent again after an unknown outcome)."""
+        """Rows the database already had when sent: a batch sent again because its commit was in doubt (the
+        connection broke during it; its rows may have been stored then), or events handed over twice.
+        ``offered == written + duplicates + dropped + rejected`` once the sink is closed."""
         self.dropped = 0
         """Events refused because the buffer was full, or still buffered when ``close`` gave up."""
         self.rejected = 0
