@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from . import batching, core_capacity, frames, ipc
+from . import batching, core_capacity, events_db, frames, ipc, reconcile_delay
 from .options import Options
 from .table import Row, SectionResult, render
 
@@ -18,6 +18,8 @@ SECTIONS: dict[str, Callable[[Options], SectionResult]] = {
     "frames": frames.run,
     "core": core_capacity.run,
     "batching": batching.run,
+    "events-db": events_db.run,
+    "reconcile": reconcile_delay.run,
 }
 """Section name -> runner, in the order they run and print. Add new sections here."""
 

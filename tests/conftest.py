@@ -19,7 +19,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 import pytest
 
@@ -27,6 +27,10 @@ from ai_model_container.contract.client import ClientError, ModelClient
 from ai_model_container.contract.paths import socket_path
 from ruth_model_tools.example_container import EXAMPLE_MODEL_DIR
 from ruth_model_tools.frame_writer import FrameWriter
+
+if TYPE_CHECKING:
+    from ruth_ai_core.storage.database import Database
+    from ruth_ai_core.storage.local_cluster import LocalCluster
 
 STARTUP_TIMEOUT_S = 30.0
 
@@ -168,3 +172,92 @@ def make_model(tmp_path: Path) -> Callable[..., Path]:
         return directory
 
     return make
+
+
+# -- databases: the same storage tests on SQLite and on a real PostgreSQL server ---------------
+
+
+PG_REQUIRE_ENV = "RUTH_REQUIRE_POSTGRES"
+"""CI (.ci/run) sets it: a missing PostgreSQL server is then a failure, never a quiet skip."""
+
+
+def new_local_cluster(**settings: object) -> "LocalCluster":
+    """A LocalCluster (not started); skips without server binaries, or fails when $RUTH_REQUIRE_POSTGRES is set."""
+    from ruth_ai_core.storage.local_cluster import ClusterUnavailable, LocalCluster
+
+    try:
+        return LocalCluster(**settings)  # type: ignore[arg-type]
+    except ClusterUnavailable as exc:
+        if os.environ.get(PG_REQUIRE_ENV, "") not in ("", "0"):
+            pytest.fail(f"no PostgreSQL server to test against: {exc} ({PG_REQUIRE_ENV} is set)", pytrace=False)
+        pytest.skip(f"no PostgreSQL server to test against: {exc}")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator["LocalCluster"]:
+    """A throwaway PostgreSQL server for the whole run (Unix socket in a temp dir); skipped without its binaries."""
+    cluster = new_local_cluster()
+    try:
+        cluster.init().start()
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_cluster: "LocalCluster") -> str:
+    """A database at the head revision, cloned (CREATE DATABASE ... TEMPLATE) for each test that needs one."""
+    from ruth_ai_core.storage.database import Database
+
+    url = pg_cluster.create_database("ruth_template")
+    Database.open(url, upgrade=True).close()
+    return "ruth_template"
+
+
+@pytest.fixture
+def postgres_url(pg_cluster: "LocalCluster", pg_template: str) -> Iterator[str]:
+    """A fresh PostgreSQL database at head, dropped after the test (a plain postgresql:// URL)."""
+    import psycopg
+
+    name = unique_id("t").lower()
+    with psycopg.connect(pg_cluster.conninfo("postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+    yield pg_cluster.url(name)
+    pg_cluster.drop_database(name)
+
+
+@pytest.fixture
+def empty_postgres_url(pg_cluster: "LocalCluster") -> Iterator[str]:
+    """A fresh PostgreSQL database with no schema at all (for migration tests)."""
+    name = unique_id("e").lower()
+    url = pg_cluster.create_database(name)
+    yield url
+    pg_cluster.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same test on both backends: a SQLite file, then a PostgreSQL database, each fresh and at head."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ruth.sqlite3'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator["Database"]:
+    """An open ``Database`` on ``database_url`` (SQLite upgraded on open; PostgreSQL already at head)."""
+    from ruth_ai_core.storage.database import Database
+
+    with Database.open(database_url) as db:
+        yield db
+
+
+@pytest.fixture
+def own_pg_cluster() -> Iterator["LocalCluster"]:
+    """A PostgreSQL server for one test, which it may stop and start (database outages); destroyed after."""
+    cluster = new_local_cluster()
+    try:
+        cluster.init().start()
+        yield cluster
+    finally:
+        cluster.destroy()

@@ -13,6 +13,7 @@ from ruth_ai_core.assignments import Assignment
 from ruth_ai_core.cli import main
 from ruth_ai_core.reconcile import check_assignments
 from ruth_ai_core.registry import AssignmentRejected, ModelRegistry, RegistryError
+from ruth_ai_core.storage.errors import SchemaError
 
 
 def write_model_yaml(directory, **changes):
@@ -76,7 +77,7 @@ def test_import_failures_leave_the_registry_unchanged(registry, tmp_path, socket
 def test_a_newer_schema_is_refused(tmp_path):
     path = tmp_path / "future.sqlite3"
     sqlite3.connect(path).execute("PRAGMA user_version = 99").connection.close()
-    with pytest.raises(RegistryError, match="newer"):
+    with pytest.raises(SchemaError, match="newer"):
         ModelRegistry(path)
 
 

@@ -6,6 +6,12 @@ A first session, with a model daemon and a camera already running:
     echo 'assignments: [{camera: cam1, model: example, fps: 5}]' > assignments.yaml
     ruth-ai run --assignments assignments.yaml --events events.jsonl &
     ruth-ai status
+
+With a shared database instead of local files (see cli_db.py for the rest):
+
+    ruth-ai db upgrade --database postgresql://ruth@/ruth_ai?host=/run/postgresql
+    ruth-ai assign cam1 example --fps 5 --node edge-1 --database ...
+    ruth-ai run --node edge-1 --event-sink database --database ...
 """
 
 from __future__ import annotations
@@ -28,19 +34,23 @@ from ai_model_container.contract.paths import SOCKET_DIR_ENV, socket_path
 from . import __version__
 from .assignments import AssignmentError, load_assignments
 from .cameras import DEFAULT_POLL_INTERVAL_S
+from .cli_db import EXIT_CONFIG, EXIT_UNAVAILABLE, StorageAwareGroup, database_options, open_database, register
 from .core import Core
-from .events import JsonLinesSink
-from .metrics import DEFAULT_METRICS_ADDR, DEFAULT_METRICS_PORT
-from .reconcile import DEFAULT_WATCH_INTERVAL_S, Reconciler, check_assignments
-from .registry import ModelRegistry, RegistryError, default_registry_path
+from .events import EventSink, JsonLinesSink
+from .metrics import DEFAULT_METRICS_ADDR, DEFAULT_METRICS_PORT, EventSinkCollector
+from .reconcile import DEFAULT_WATCH_INTERVAL_S, AssignmentSource, Reconciler, YamlAssignments, check_assignments
+from .registry import ModelRegistry, RegistryError
 from .router import DEFAULT_HEALTH_INTERVAL_S, DEFAULT_REQUEST_TIMEOUT_S, RouteSettings
 from .routing import RoutingError, load_routing
 from .status import StatusUnavailable, render, scrape
-
-EXIT_CONFIG = 2
-EXIT_UNAVAILABLE = 3
+from .storage.assignment_store import AssignmentStore, NodeAssignments, check_node
+from .storage.changes import listen_for_changes
+from .storage.errors import AssignmentConflict
+from .storage.event_sink import DEFAULT_BATCH_SIZE, DEFAULT_CAPACITY, DatabaseEventSink
+from .storage.url import resolve_database
 
 logger = logging.getLogger("ruth-ai")
+
 
 
 def configure_logging(verbose: bool = False) -> None:
@@ -49,32 +59,35 @@ def configure_logging(verbose: bool = False) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 
-registry_option = click.option(
-    "--registry", "registry_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-    help="Model registry database (default: $RUTH_AI_REGISTRY or ~/.local/share/ruth-ai/registry.sqlite3).",
-)
 
-
-def _open_registry(path: Optional[Path]) -> ModelRegistry:
+def _open_registry(database: Optional[str], registry_path: Optional[Path]) -> ModelRegistry:
+    """The registry on the command's database (storage failures end the command: see StorageAwareGroup)."""
     try:
-        return ModelRegistry(path or default_registry_path())
-    except (RegistryError, OSError) as exc:
+        return ModelRegistry(resolve_database(database, registry_path))
+    except OSError as exc:
         raise click.ClickException(str(exc)) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=StorageAwareGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ruth-ai")
 def main() -> None:
     """Ruth AI Core: feed camera frames to model daemons at each subscription's FPS, and manage models."""
 
 
 @main.command()
-@click.option("--assignments", "assignments_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="YAML of camera -> model assignments; watched for changes.")
-@registry_option
+@click.option("--assignments", "assignments_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="YAML of camera -> model assignments; watched for changes (single host).")
+@click.option("--node", default=None, help="Run the assignments of this node from the database instead "
+              "(reacting to changes: NOTIFY on PostgreSQL, polling on SQLite).")
+@database_options
 @click.option("--routing", "routing_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="YAML pointing models at other sockets (default: <socket dir>/vas_model_<id>.sock).")
+@click.option("--event-sink", type=click.Choice(["jsonl", "database"]), default="jsonl", show_default=True,
+              help="Where result events go: the JSON Lines file (--events), or the database's events table.")
 @click.option("--events", default="events.jsonl", show_default=True, help="JSON Lines file for result events; '-' for stdout.")
+@click.option("--events-buffer", default=DEFAULT_CAPACITY, show_default=True,
+              help="Database sink: events held while the database is slow or down; beyond that, dropped and counted.")
+@click.option("--events-batch", default=DEFAULT_BATCH_SIZE, show_default=True, help="Database sink: events per insert.")
 @click.option("--socket-dir", envvar=SOCKET_DIR_ENV, default=None, metavar="DIR", help="Model socket directory.")
 @click.option("--metrics-addr", default=DEFAULT_METRICS_ADDR, show_default=True)
 @click.option("--metrics-port", default=DEFAULT_METRICS_PORT, show_default=True, help="0 picks a free port.")
@@ -88,30 +101,46 @@ def main() -> None:
 @click.option("--watch-interval", default=DEFAULT_WATCH_INTERVAL_S, show_default=True, help="Seconds between checks for changed files.")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds (default: until SIGTERM/Ctrl-C).")
 @click.option("-v", "--verbose", is_flag=True)
-def run(assignments_path: Path, registry_path: Optional[Path], routing_path: Optional[Path], events: str,
+def run(assignments_path: Optional[Path], node: Optional[str], database: Optional[str], registry_path: Optional[Path],
+        routing_path: Optional[Path], event_sink: str, events: str, events_buffer: int, events_batch: int,
         socket_dir: Optional[str], metrics_addr: str, metrics_port: int, connections: Optional[int],
         max_in_flight: Optional[int], request_timeout: float,
         health_interval: float, poll_ms: float, watch_interval: float, duration: Optional[float], verbose: bool) -> None:
     """Run the core until SIGTERM or Ctrl-C; SIGHUP re-reads the assignments now."""
     configure_logging(verbose)
+    if (assignments_path is None) == (node is None):
+        raise click.UsageError("give --assignments FILE (single host) or --node NAME (assignments in the database)")
     try:
-        load_assignments(assignments_path)
+        if assignments_path is not None:
+            load_assignments(assignments_path)
+        else:
+            check_node(node or "")
         routing = load_routing(routing_path)
-    except (AssignmentError, RoutingError) as exc:
+    except (AssignmentError, RoutingError, AssignmentConflict) as exc:
         logger.error("cannot start: %s", exc)
         sys.exit(EXIT_CONFIG)
-    registry = _open_registry(registry_path)
+    db = open_database(database, registry_path)
+    registry = ModelRegistry(db)
+    source: AssignmentSource = (YamlAssignments(assignments_path) if assignments_path is not None
+                                else NodeAssignments(AssignmentStore(db), node or ""))
+    sink: EventSink = (JsonLinesSink(events) if event_sink == "jsonl"
+                       else DatabaseEventSink(db, capacity=events_buffer, batch_size=events_batch))
     settings = RouteSettings(connections=connections, max_in_flight=max_in_flight, request_timeout_s=request_timeout,
                              health_interval_s=health_interval)
-    core = Core(JsonLinesSink(events), routing, settings, socket_dir, poll_interval_s=poll_ms / 1000.0)
+    core = Core(sink, routing, settings, socket_dir, poll_interval_s=poll_ms / 1000.0)
+    core.metrics.registry.register(EventSinkCollector(sink))
     try:
         server = core.metrics.serve(metrics_addr, metrics_port)
     except OSError as exc:
         logger.error("cannot serve metrics on %s:%d: %s", metrics_addr, metrics_port, exc)
         core.stop()
+        sink.close()
+        db.close()
         sys.exit(EXIT_CONFIG)
-    logger.info("metrics at %s", server.url)
-    reconciler = Reconciler(core, assignments_path, registry, routing_path)
+    logger.info("metrics at %s; assignments from %s; events to %s", server.url, source.describe(),
+                getattr(sink, "target", events))
+    reconciler = Reconciler(core, source, registry, routing_path)
+    listener = listen_for_changes(db, reconciler.request)  # PostgreSQL: react to NOTIFY at once
     stop = threading.Event()
 
     def request_stop(*_: object) -> None:
@@ -129,12 +158,16 @@ def run(assignments_path: Path, registry_path: Optional[Path], routing_path: Opt
         reconciler.reconcile()
         reconciler.watch(stop, watch_interval)
     finally:
+        if listener is not None:
+            listener.stop()
         totals = core.stop()
         server.close()
-        core.sink.close()
-        registry.close()
+        sink.close()
+        db.close()
     logger.info("stopped: selected=%d results=%d errors=%d dropped=%s in_flight=%d", totals.selected, totals.results,
                 totals.errors, json.dumps(totals.dropped, sort_keys=True), totals.in_flight)
+    if isinstance(sink, DatabaseEventSink):
+        logger.info("event sink: %s", " ".join(f"{k}={v}" for k, v in sink.counts().items()))
 
 
 @main.command()
@@ -156,15 +189,15 @@ def status(metrics_url: str, interval: float) -> None:
 
 @main.command()
 @click.argument("assignments_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@registry_option
-def check(assignments_path: Path, registry_path: Optional[Path]) -> None:
+@database_options
+def check(assignments_path: Path, database: Optional[str], registry_path: Optional[Path]) -> None:
     """Validate an assignments file against the registry; exits 2 if any assignment is rejected."""
     try:
         assignments = load_assignments(assignments_path).assignments
     except AssignmentError as exc:
         click.echo(f"INVALID {exc}", err=True)
         sys.exit(EXIT_CONFIG)
-    with _open_registry(registry_path) as registry:
+    with _open_registry(database, registry_path) as registry:
         accepted, rejected = check_assignments(assignments, registry)
     for assignment in accepted:
         click.echo(f"OK       {assignment.camera} -> {assignment.model} at {assignment.fps:g} fps")
@@ -180,12 +213,15 @@ def models() -> None:
 
 
 @models.command("list")
-@registry_option
+@database_options
+@click.option("--enabled/--disabled", "enabled", default=None, help="Only enabled (or only disabled) models.")
+@click.option("--task", default=None, help="Only models whose current version declares this task.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def models_list(registry_path: Optional[Path], as_json: bool) -> None:
+def models_list(database: Optional[str], registry_path: Optional[Path], enabled: Optional[bool], task: Optional[str],
+                as_json: bool) -> None:
     """List registered models."""
-    with _open_registry(registry_path) as registry:
-        entries = registry.list()
+    with _open_registry(database, registry_path) as registry:
+        entries = registry.list(enabled=enabled, task=task)
     if as_json:
         click.echo(json.dumps([{"model_id": e.model_id, "enabled": e.enabled, "version": e.current_version,
                                 "versions": e.versions, "name": e.name} for e in entries], indent=2))
@@ -197,10 +233,10 @@ def models_list(registry_path: Optional[Path], as_json: bool) -> None:
 
 @models.command("show")
 @click.argument("model_id")
-@registry_option
-def models_show(model_id: str, registry_path: Optional[Path]) -> None:
+@database_options
+def models_show(model_id: str, database: Optional[str], registry_path: Optional[Path]) -> None:
     """Print one model's registry entry and current metadata as JSON."""
-    with _open_registry(registry_path) as registry:
+    with _open_registry(database, registry_path) as registry:
         entry = registry.get(model_id)
     if entry is None:
         raise click.ClickException(f"model {model_id!r} is not in the registry")
@@ -209,8 +245,8 @@ def models_show(model_id: str, registry_path: Optional[Path]) -> None:
                            "metadata": entry.metadata}, indent=2))
 
 
-def _set_enabled(model_id: str, registry_path: Optional[Path], enabled: bool) -> None:
-    with _open_registry(registry_path) as registry:
+def _set_enabled(model_id: str, database: Optional[str], registry_path: Optional[Path], enabled: bool) -> None:
+    with _open_registry(database, registry_path) as registry:
         try:
             registry.set_enabled(model_id, enabled)
         except RegistryError as exc:
@@ -220,18 +256,18 @@ def _set_enabled(model_id: str, registry_path: Optional[Path], enabled: bool) ->
 
 @models.command("enable")
 @click.argument("model_id")
-@registry_option
-def models_enable(model_id: str, registry_path: Optional[Path]) -> None:
+@database_options
+def models_enable(model_id: str, database: Optional[str], registry_path: Optional[Path]) -> None:
     """Allow assignments to MODEL_ID."""
-    _set_enabled(model_id, registry_path, True)
+    _set_enabled(model_id, database, registry_path, True)
 
 
 @models.command("disable")
 @click.argument("model_id")
-@registry_option
-def models_disable(model_id: str, registry_path: Optional[Path]) -> None:
+@database_options
+def models_disable(model_id: str, database: Optional[str], registry_path: Optional[Path]) -> None:
     """Reject assignments to MODEL_ID; a running core stops its subscriptions."""
-    _set_enabled(model_id, registry_path, False)
+    _set_enabled(model_id, database, registry_path, False)
 
 
 @models.command("import")
@@ -240,14 +276,14 @@ def models_disable(model_id: str, registry_path: Optional[Path]) -> None:
               help="Import what the running daemon of MODEL_ID reports through its describe op.")
 @click.option("--socket-dir", envvar=SOCKET_DIR_ENV, default=None, metavar="DIR")
 @click.option("--disabled", is_flag=True, help="Register the model disabled (new models start enabled).")
-@registry_option
+@database_options
 def models_import(model_yaml: Optional[Path], daemon_model_id: Optional[str], socket_dir: Optional[str],
-                  disabled: bool, registry_path: Optional[Path]) -> None:
+                  disabled: bool, database: Optional[str], registry_path: Optional[Path]) -> None:
     """Register a model from MODEL_YAML, or from a running daemon (--from-daemon)."""
     if (model_yaml is None) == (daemon_model_id is None):
         raise click.UsageError("give either MODEL_YAML or --from-daemon MODEL_ID")
     enabled = False if disabled else None
-    with _open_registry(registry_path) as registry:
+    with _open_registry(database, registry_path) as registry:
         try:
             if model_yaml is not None:
                 entry = registry.import_model_yaml(model_yaml, enabled)
@@ -262,6 +298,8 @@ def models_import(model_yaml: Optional[Path], daemon_model_id: Optional[str], so
             sys.exit(EXIT_UNAVAILABLE)
     click.echo(f"{entry.model_id} {entry.current_version} imported ({'enabled' if entry.enabled else 'disabled'}) from {entry.source}")
 
+
+register(main)
 
 if __name__ == "__main__":
     main()

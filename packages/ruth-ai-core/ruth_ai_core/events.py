@@ -85,6 +85,8 @@ class EventSink(Protocol):
 class JsonLinesSink:
     """Appends events to a file (or stdout) as JSON Lines, from a writer thread of its own."""
 
+    kind = "jsonl"
+
     def __init__(self, target: str | Path, max_buffered: int = DEFAULT_MAX_BUFFERED) -> None:
         self.target = str(target)
         if self.target == STDOUT:

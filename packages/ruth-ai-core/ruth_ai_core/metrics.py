@@ -18,6 +18,9 @@ Every series the core exports, in one place:
 - ruth_ai_events_dropped_total: events the sink could not keep (its buffer was full, or a write failed)
 - ruth_ai_model_daemon_*{model}: the daemon's own stats op, as last polled by the health monitor
   (requests, errors, in flight, latency quantiles, uptime, GPU memory in use)
+- ruth_ai_event_sink_*{sink}: the event sink's counters (``EventSinkCollector``): events offered,
+  written, duplicates (replayed rows the database already had), dropped (buffer full), rejected (refused
+  by the database), batches, failures (failed batch attempts), buffered and capacity, connected
 
 Nothing is counted here on the camera path: the core keeps plain integers on
 its event loop, and a scrape asks the loop for a ``CoreSample`` of them. A
@@ -172,6 +175,41 @@ def _model_families(models: list[ModelSample]) -> Iterable[object]:
                 daemon_latency.add_metric([model.model, quantile], value)
     return (requests, in_flight, queued, healthy, daemon_requests, daemon_errors, daemon_in_flight, daemon_latency,
             daemon_uptime, daemon_gpu)
+
+
+class EventSinkCollector(Collector):
+    """Re-exports an event sink's counters at scrape time (plain attributes: nothing is done per event).
+
+    Works for any sink with the attributes it finds (``JsonLinesSink`` has only ``written``)."""
+
+    COUNTERS = (("offered", "Events handed to the sink."), ("written", "Events stored (commit confirmed)."),
+                ("duplicates", "Events the database already had when sent (a batch resent after a commit in doubt, "
+                               "or a replay): skipped, never stored twice."),
+                ("dropped", "Events dropped because the sink's buffer was full (database slow or down)."),
+                ("rejected", "Events the database refused for their content (logged)."),
+                ("batches", "Batches committed."), ("failures", "Batch attempts that failed."))
+
+    def __init__(self, sink: object) -> None:
+        self._sink = sink
+        self._label = str(getattr(sink, "kind", "jsonl"))
+
+    def collect(self) -> Iterable[object]:
+        families: list[object] = []
+        for name, help_text in self.COUNTERS:
+            value = getattr(self._sink, name, None)
+            if value is not None:
+                family = CounterMetricFamily(f"ruth_ai_event_sink_{name}", help_text, labels=["sink"])
+                family.add_metric([self._label], float(value))
+                families.append(family)
+        for name, help_text in (("buffered", "Events held in memory, waiting for the database."),
+                                ("capacity", "Most events the sink holds before dropping."),
+                                ("connected", "1 when the last batch reached the database, else 0.")):
+            value = getattr(self._sink, name, None)
+            if value is not None:
+                family = GaugeMetricFamily(f"ruth_ai_event_sink_{name}", help_text, labels=["sink"])
+                family.add_metric([self._label], float(value))
+                families.append(family)
+        return families
 
 
 class CoreMetrics:

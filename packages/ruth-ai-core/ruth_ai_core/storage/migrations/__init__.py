@@ -1,0 +1,1 @@
+"""Alembic migrations of the Ruth AI Core database (``versions/NNNN_*.py``), applied by ``ruth-ai db upgrade``."""
