@@ -373,7 +373,10 @@ class _Window:
 
     Grows by an eighth once per window of answers while frames wait in the core and the
     daemon answers within a quarter of its queue_wait_ms; shrinks by a quarter when an
-    answer took more than half of it, and by half on OVERLOADED.
+    answer took more than half of it, and by half on OVERLOADED. Like TCP's congestion
+    window it reacts to at most one sign of congestion per window of answers: the answers
+    of one burst (cameras in step) all carry the same queueing, and counting each of them
+    would collapse the window to its floor in one burst.
     """
 
     def __init__(self, smallest: int, largest: int, queue_wait_ms: float) -> None:
@@ -381,17 +384,22 @@ class _Window:
         self.largest = largest
         self.queue_wait_ms = queue_wait_ms
         self._answers = 0
+        self._calm = 0
+        """Answers still to come before another decrease may count."""
 
     def after(self, code: Optional[str], metadata: Any, frames_wait: bool, limit: int) -> int:
         """The limit after one answer (``code`` None on success) when it was ``limit``."""
-        if code == "OVERLOADED":
-            return max(self.smallest, limit // 2)
+        if self._calm:
+            self._calm -= 1
         server_ms = metadata.get("server_ms") if isinstance(metadata, dict) else None
-        if not isinstance(server_ms, (int, float)) or not self.queue_wait_ms:
-            return limit
-        if server_ms > self.queue_wait_ms / 2:
-            return max(self.smallest, limit * 3 // 4)
-        if frames_wait and server_ms < self.queue_wait_ms / 4:
+        congested = code == "OVERLOADED" or isinstance(server_ms, (int, float)) and self.queue_wait_ms \
+            and server_ms > self.queue_wait_ms / 2
+        if congested:
+            if self._calm:
+                return limit
+            self._calm, self._answers = limit, 0
+            return max(self.smallest, limit // 2 if code == "OVERLOADED" else limit * 3 // 4)
+        if frames_wait and isinstance(server_ms, (int, float)) and server_ms < self.queue_wait_ms / 4:
             self._answers += 1
             if self._answers >= limit:
                 self._answers = 0
