@@ -17,6 +17,7 @@ SECTIONS: dict[str, Callable[[Options], SectionResult]] = {
     "ipc": ipc.run,
     "frames": frames.run,
     "core": core_capacity.run,
+    "core-events": core_capacity.ingest,
     "batching": batching.run,
     "events-db": events_db.run,
     "reconcile": reconcile_delay.run,

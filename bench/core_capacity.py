@@ -85,6 +85,9 @@ class Level:
     daemon_cpu_us_per_request: float = 0.0
     core_rss_mb: float = 0.0
     accounted: bool = False
+    stored_per_s: float = 0.0
+    """Events the database sink stored per second (0 with the JSON Lines sink)."""
+    database_cpu_us_per_event: float = 0.0
 
     @property
     def answered_share(self) -> float:
@@ -120,8 +123,13 @@ Progress = tuple[float, Callable[[float, int, float], None]]
 """(every how many seconds, called with (elapsed s, Core's pid, answered share so far))."""
 
 
-def measure(stack: Stack, cameras: int, phase: str, seconds: float, on_progress: Optional[Progress] = None) -> Level:
-    """One level: start daemon, Core and writer, warm up, measure a window, stop everything."""
+def measure(stack: Stack, cameras: int, phase: str, seconds: float, on_progress: Optional[Progress] = None,
+            database: Optional[str] = None, database_cpu: Optional[Callable[[], float]] = None) -> Level:
+    """One level: start daemon, Core and writer, warm up, measure a window, stop everything.
+
+    ``database``: a PostgreSQL URL for the registry and the events (``--event-sink database``) instead of a
+    SQLite file and JSON Lines to /dev/null; ``database_cpu`` then reads its server's CPU seconds.
+    """
     tag = uuid.uuid4().hex[:6]
     workdir = Path(tempfile.mkdtemp(prefix="bcap-", dir="/tmp"))
     model_id = f"noop_{tag}"
@@ -130,9 +138,10 @@ def measure(stack: Stack, cameras: int, phase: str, seconds: float, on_progress:
         daemon = _start(processes, [sys.executable, "-m", stack.daemon_module, "serve", str(stack.noop_model),
                                     "--socket-dir", str(workdir), "--model-id", model_id], stack, workdir / "daemon.log")
         _wait_for_socket(workdir / f"vas_model_{model_id}.sock", daemon)
-        registry = workdir / "registry.sqlite3"
+        storage = ["--database", database] if database else ["--registry", str(workdir / "registry.sqlite3")]
+        sink = ["--event-sink", "database"] if database else ["--events", os.devnull]
         subprocess.run([sys.executable, "-m", "ruth_ai_core.cli", "models", "import", "--from-daemon", model_id,
-                        "--registry", str(registry), "--socket-dir", str(workdir)], env=stack.env, check=True,
+                        *storage, "--socket-dir", str(workdir)], env=stack.env, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         prefix = f"bc{tag}"
         assignments = workdir / "assignments.yaml"
@@ -143,11 +152,12 @@ def measure(stack: Stack, cameras: int, phase: str, seconds: float, on_progress:
         port = _free_port()
         url = f"http://127.0.0.1:{port}/metrics"
         core = _start(processes, [sys.executable, "-m", "ruth_ai_core.cli", "run", "--assignments", str(assignments),
-                                  "--registry", str(registry), "--events", os.devnull, "--socket-dir", str(workdir),
-                                  "--metrics-port", str(port), *stack.extra_core_args], stack, workdir / "core.log")
+                                  *storage, *sink, "--socket-dir", str(workdir), "--metrics-port", str(port),
+                                  *stack.extra_core_args], stack, workdir / "core.log")
         _wait_for_results(url, core, cameras)
         time.sleep(WARM_UP_S)
         first, core_cpu, daemon_cpu, started = _scrape(url), cpu_seconds(core.pid), cpu_seconds(daemon.pid), time.monotonic()
+        db_cpu = database_cpu() if database_cpu else 0.0
         if on_progress is None:
             time.sleep(seconds)
         else:
@@ -158,6 +168,7 @@ def measure(stack: Stack, cameras: int, phase: str, seconds: float, on_progress:
                 time.sleep(min(every, max(0.0, seconds - elapsed)))
         last, ended = _scrape(url), time.monotonic()
         core_cpu, daemon_cpu = cpu_seconds(core.pid) - core_cpu, cpu_seconds(daemon.pid) - daemon_cpu
+        db_cpu = database_cpu() - db_cpu if database_cpu else 0.0
         rss = rss_bytes(core.pid)
     finally:
         for process in reversed(processes):
@@ -175,6 +186,8 @@ def measure(stack: Stack, cameras: int, phase: str, seconds: float, on_progress:
         daemon_cpu_us_per_request=daemon_cpu / answered * 1e6 if answered else float("nan"),
         core_rss_mb=rss / 2 ** 20,
         accounted=last.accounted,
+        stored_per_s=(last.stored - first.stored) / window,
+        database_cpu_us_per_event=db_cpu / (last.stored - first.stored) * 1e6 if last.stored > first.stored else 0.0,
     )
 
 
@@ -184,6 +197,7 @@ class _Sample:
     answered: float = 0.0
     drops: dict[str, float] = field(default_factory=dict)
     outstanding: float = 0.0
+    stored: float = 0.0
 
     @property
     def accounted(self) -> bool:
@@ -209,6 +223,8 @@ def _scrape(url: str) -> _Sample:
                 sample.drops[reason] = sample.drops.get(reason, 0.0) + metric.value
             elif metric.name in ("ruth_ai_requests_in_flight", "ruth_ai_frames_queued"):
                 sample.outstanding += metric.value
+            elif metric.name == "ruth_ai_event_sink_written_total" and metric.labels.get("sink") == "database":
+                sample.stored += metric.value
     return sample
 
 
@@ -327,6 +343,36 @@ def run(options: Options) -> SectionResult:
     if any(not level.accounted for level in levels):
         notes.append("core capacity: SOME LEVELS DID NOT ACCOUNT FOR EVERY SELECTED FRAME (accounted = NO)")
     return SectionResult(rows, notes)
+
+
+def ingest(options: Options) -> SectionResult:
+    """500 cameras x 10 fps with events into PostgreSQL, beside the same level with JSON Lines, in one run."""
+    from ruth_ai_core.storage.local_cluster import ClusterUnavailable, LocalCluster
+
+    seconds = options.scaled(10.0, 5.0)
+    try:
+        cluster = LocalCluster().init().start()
+    except ClusterUnavailable as exc:
+        return SectionResult([], [f"core-events: skipped, {exc}"])
+    try:
+        url = cluster.create_database("bench_core_events")
+        subprocess.run([sys.executable, "-m", "ruth_ai_core.cli", "db", "upgrade", "--database", url], check=True,
+                       env=current_stack().env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stack = current_stack()
+        jsonl = measure(stack, GOAL_CAMERAS, "in-step", seconds)
+        stored = measure(stack, GOAL_CAMERAS, "in-step", seconds, database=url, database_cpu=cluster.cpu_seconds)
+    finally:
+        cluster.destroy()
+    added = stored.core_cpu_us_per_frame - jsonl.core_cpu_us_per_frame
+    rows = [
+        Row("core-events", f"events stored per second, {GOAL_CAMERAS} cameras in step", "events/s",
+            stored.stored_per_s, stored.answered_per_s, "answered", Target("higher", 1.05)),
+        Row("core-events", "PostgreSQL server CPU per event", "us", stored.database_cpu_us_per_event),
+        Row("core-events", "Core CPU per frame, database sink", "us", stored.core_cpu_us_per_frame,
+            jsonl.core_cpu_us_per_frame, "JSON Lines sink"),
+        Row("core-events", "Core CPU added per event by the database sink", "us", added),
+    ]
+    return SectionResult(rows, ["core-events (JSON Lines to /dev/null, then PostgreSQL):", *table([jsonl, stored])])
 
 
 def soak(cameras: int, phase: str, minutes: float, every_s: float = 30.0) -> int:
