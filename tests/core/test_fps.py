@@ -61,3 +61,4 @@ def test_time_going_backwards_means_a_new_writer_and_restarts_the_grid():
 def test_fps_must_be_positive():
     with pytest.raises(ValueError):
         FpsGate(0)
+

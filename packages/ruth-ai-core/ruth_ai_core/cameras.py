@@ -85,8 +85,11 @@ class Wakeups:
         self._timer, self._armed_for = None, math.inf
         heap, now = self._heap, self._loop.time()
         while heap and heap[0][0] <= now:
-            heapq.heappop(heap)[2].look()
-        if heap and self._timer is None:
+            heapq.heappop(heap)[2].look()  # may book its next look through at(), arming the timer
+        if heap and heap[0][0] < self._armed_for:
+            # A look booked later than a camera already waiting in the heap: the timer is for the earliest.
+            if self._timer is not None:
+                self._timer.cancel()
             self._armed_for = heap[0][0]
             self._timer = self._loop.call_at(self._armed_for, self._fire)
 
