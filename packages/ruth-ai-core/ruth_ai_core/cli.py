@@ -16,6 +16,7 @@ With a shared database instead of local files (see cli_db.py for the rest):
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import signal
@@ -156,6 +157,9 @@ def run(assignments_path: Optional[Path], node: Optional[str], database: Optiona
         timer.start()
     try:
         reconciler.reconcile()
+        # Everything made so far lives as long as the process: keep it out of the collector's scans, whose
+        # pauses stop every camera at once (a full collection took up to 59 ms at 500 cameras without this).
+        gc.freeze()
         reconciler.watch(stop, watch_interval)
     finally:
         if listener is not None:

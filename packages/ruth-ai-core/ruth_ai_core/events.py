@@ -5,9 +5,11 @@ possibly none) or an error (the daemon's error code, or the core's own when no
 answer came back). Frames that were selected but never sent are not events;
 they are counted drops with a reason (metrics and ``SubscriptionCounts``).
 
-The core's event loop only appends an event (a dict) to a buffer; the sink's
-writer thread encodes and writes the buffer every ``FLUSH_INTERVAL_S`` or
-``BATCH_EVENTS`` events, one line each. When the target cannot keep up the
+The core's event loop encodes an event (a dict) to its line at once and
+appends the bytes to a buffer: bytes are invisible to the garbage collector,
+while the parsed detections an event holds would be scanned over and over
+while they wait. The sink's writer thread writes the buffer every
+``FLUSH_INTERVAL_S`` or ``BATCH_EVENTS`` events. When the target cannot keep up the
 buffer stops at ``max_buffered`` events and further events are dropped and
 counted (``dropped``): the camera path never waits for a disk or a pipe.
 """
@@ -102,7 +104,7 @@ class JsonLinesSink:
         """Events refused because the buffer was full (the camera path's counter)."""
         self._failed = 0
         """Events lost to a failed write (the writer thread's counter)."""
-        self._buffer: deque[dict[str, Any]] = deque()
+        self._buffer: deque[bytes] = deque()
         """deque.append and popleft are atomic: the camera path appends without a lock."""
         self._appended = 0
         self._handled = 0
@@ -122,7 +124,7 @@ class JsonLinesSink:
         if len(self._buffer) >= self.max_buffered:
             self._overflowed += 1
             return
-        self._buffer.append(event)
+        self._buffer.append(orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE))
         self._appended += 1
 
     def flush(self) -> None:
@@ -156,8 +158,8 @@ class JsonLinesSink:
             if closing:
                 return
 
-    def _write(self, batch: list[dict[str, Any]]) -> None:
-        data = b"".join(orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE) for event in batch)
+    def _write(self, batch: list[bytes]) -> None:
+        data = b"".join(batch)
         try:
             self._file.write(data)
             self._file.flush()

@@ -17,6 +17,7 @@ drain deadline, remove the socket and exit 0.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import os
@@ -155,6 +156,9 @@ class ModelDaemon:
             except Exception as exc:
                 raise StartupError(f"{config.model_id}: loading the model failed: {type(exc).__name__}: {exc}") from exc
         self.handler = handler
+        # The model, the runtime and their libraries live as long as the process: keep them out of the
+        # collector's scans, whose pauses would stop every request at once.
+        gc.freeze()
         service = ModelService(config, handler, device)
         listener = socket.socket(fileno=self.listen_fd) if self.listen_fd is not None else None
         server = IPCServer(path, service, listener=listener)
