@@ -11,7 +11,12 @@ PROJECT_FILES := $(addsuffix /pyproject.toml,$(DISTRIBUTIONS)) requirements-dev.
 MODEL_REQUIREMENTS := $(sort $(wildcard models/*/requirements.txt models/*/requirements-dev.txt))
 STAMP := $(VENV)/.installed-$(shell cat $(PROJECT_FILES) $(MODEL_REQUIREMENTS) | cksum | cut -d' ' -f1)
 
-.PHONY: demo test bench install clean
+# make fuzz FUZZ_MINUTES=30; make soak SOAK_CAMERAS=8 SOAK_MINUTES=60
+FUZZ_MINUTES ?= 5
+SOAK_CAMERAS ?= 4
+SOAK_MINUTES ?= 10
+
+.PHONY: demo test bench fuzz soak install clean
 
 install: $(STAMP)
 
@@ -31,6 +36,14 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The wire fuzzer for minutes (a short seeded run is part of make test): messages, crashes, hangs, RSS, fds.
+fuzz: $(STAMP)
+	$(BIN)/python -m bench.fuzz --minutes $(FUZZ_MINUTES)
+
+# Writer -> serve-all -> ruth-ai run for a bounded time: counts, RSS and fds over time, a growth verdict.
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak --cameras $(SOAK_CAMERAS) --minutes $(SOAK_MINUTES)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -7,20 +7,29 @@
 
 A (camera, model) pair appears at most once. ``ruth-ai run`` reconciles the
 running subscriptions to this file whenever it changes.
+
+``config`` is sent with every request of its pair, so it is bounded: at most
+``MAX_CONFIG_BYTES`` (64 KiB) of JSON, well under a daemon's default message limit
+(1 MiB). An assignment over it is rejected on its own when the file loads, with the
+reason, and nothing is sent for it; the file's other assignments are kept.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticSerializationError, to_json
 
 from ai_model_container.contract.schema import Identifier
 from ai_model_container.contract.yaml_files import parse_yaml_model
 
 SubscriptionKey = tuple[str, str]
 """(camera_id, model_id)"""
+
+MAX_CONFIG_BYTES = 64 << 10
+"""Largest per-request config, as the JSON sent on the wire (CONTRACT.md, "Limits")."""
 
 
 class AssignmentError(ValueError):
@@ -61,3 +70,18 @@ class AssignmentFile(BaseModel):
 
 def load_assignments(path: Path) -> AssignmentFile:
     return parse_yaml_model(path, AssignmentFile, AssignmentError)
+
+
+def config_problem(assignment: Assignment) -> Optional[str]:
+    """Why ``assignment``'s config cannot go out with its requests, or None when it can.
+
+    Measured as the JSON the request will carry, after any YAML aliases are expanded.
+    """
+    try:
+        size = len(to_json(assignment.config))
+    except PydanticSerializationError:
+        return "its config holds values that are not JSON"
+    if size > MAX_CONFIG_BYTES:
+        return (f"its config is {size} bytes of JSON, over the {MAX_CONFIG_BYTES}-byte limit of a per-request "
+                "config (CONTRACT.md, \"Limits\")")
+    return None

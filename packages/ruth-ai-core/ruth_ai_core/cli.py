@@ -31,6 +31,7 @@ import click
 from ai_model_container.contract.client import ClientError
 from ai_model_container.contract.model_config import ModelConfigError
 from ai_model_container.contract.paths import SOCKET_DIR_ENV, socket_path
+from ai_model_container.contract.peer import allowed_uids
 
 from . import __version__
 from .assignments import AssignmentError, load_assignments
@@ -117,7 +118,8 @@ def run(assignments_path: Optional[Path], node: Optional[str], database: Optiona
         else:
             check_node(node or "")
         routing = load_routing(routing_path)
-    except (AssignmentError, RoutingError, AssignmentConflict) as exc:
+        daemon_uids = allowed_uids()
+    except (AssignmentError, RoutingError, AssignmentConflict, ValueError) as exc:  # ValueError: bad RUTH_DAEMON_UIDS
         logger.error("cannot start: %s", exc)
         sys.exit(EXIT_CONFIG)
     db = open_database(database, registry_path)
@@ -127,7 +129,7 @@ def run(assignments_path: Optional[Path], node: Optional[str], database: Optiona
     sink: EventSink = (JsonLinesSink(events) if event_sink == "jsonl"
                        else DatabaseEventSink(db, capacity=events_buffer, batch_size=events_batch))
     settings = RouteSettings(connections=connections, max_in_flight=max_in_flight, request_timeout_s=request_timeout,
-                             health_interval_s=health_interval)
+                             health_interval_s=health_interval, daemon_uids=daemon_uids)
     core = Core(sink, routing, settings, socket_dir, poll_interval_s=poll_ms / 1000.0)
     core.metrics.registry.register(EventSinkCollector(sink))
     try:

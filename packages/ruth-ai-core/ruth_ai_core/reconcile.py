@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Hashable, Optional, Protocol, Union
 
-from .assignments import Assignment, AssignmentError, load_assignments
+from .assignments import Assignment, AssignmentError, config_problem, load_assignments
 from .core import Core, ReconcileResult
 from .registry import ModelRegistry
 from .routing import RoutingError, load_routing
@@ -79,10 +79,18 @@ class YamlAssignments:
 
 
 def check_assignments(assignments: list[Assignment], registry: ModelRegistry) -> tuple[list[Assignment], list[tuple[Assignment, str]]]:
-    """Split assignments into those the registry allows and those it rejects, with the reason (one query)."""
+    """Split assignments into those that may run and those rejected, with the reason: a config over
+    the size limit, or a model the registry does not allow (one registry query). One rejection never
+    affects the others."""
     reasons = registry.rejections(a.model for a in assignments)
-    accepted = [a for a in assignments if reasons[a.model] is None]
-    rejected = [(a, reason) for a in assignments if (reason := reasons[a.model]) is not None]
+    accepted: list[Assignment] = []
+    rejected: list[tuple[Assignment, str]] = []
+    for assignment in assignments:
+        problem = config_problem(assignment) or reasons[assignment.model]
+        if problem is None:
+            accepted.append(assignment)
+        else:
+            rejected.append((assignment, problem))
     return accepted, rejected
 
 

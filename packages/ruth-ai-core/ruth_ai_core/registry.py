@@ -19,8 +19,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Optional
 
+from pydantic import ValidationError
+
 from ai_model_container.contract.client import ModelClient
 from ai_model_container.contract.model_config import ModelConfig, load_model_config
+from ai_model_container.contract.yaml_files import validation_problems
 
 from .storage.database import Database
 from .storage.errors import AssignmentRejected, RegistryError
@@ -91,8 +94,9 @@ class ModelRegistry:
             described = client.describe()
         try:
             config = ModelConfig.model_validate(described.model)
-        except ValueError as exc:
-            raise RegistryError(f"{socket}: describe returned metadata that is not a valid model.yaml: {exc}") from None
+        except ValidationError as exc:
+            raise RegistryError(f"{socket}: describe returned metadata that is not a valid model.yaml: "
+                                f"{validation_problems(exc)}") from None
         return self.add(config, f"describe:{socket}", enabled)
 
     def set_enabled(self, model_id: str, enabled: bool) -> RegisteredModel:

@@ -28,6 +28,7 @@ others (bigger than the daemon's ``limits.max_message_bytes``) is never sent.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import time
 from collections import Counter, deque
@@ -38,6 +39,7 @@ from typing import Any, Callable, Optional
 
 import orjson
 
+from ai_model_container.contract.peer import UntrustedPeer, allowed_uids, check_daemon
 from ai_model_container.contract.schema import StatsResponse
 
 from .cameras import SelectedFrame
@@ -73,6 +75,8 @@ class RouteSettings:
     connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
     health_interval_s: float = DEFAULT_HEALTH_INTERVAL_S
+    daemon_uids: Optional[frozenset[int]] = None
+    """Who may serve a model socket; None: $RUTH_DAEMON_UIDS, else the socket directory's users (``contract.peer``)."""
 
 
 class Pending:
@@ -121,6 +125,7 @@ class ModelRoute:
         self._waiting: deque[Pending] = deque()
         self._sweeper: Optional[asyncio.TimerHandle] = None
         self._wake = asyncio.Event()
+        self._trusted = allowed_uids(settings.daemon_uids)
         self._monitor = loop.create_task(self._monitor_loop(), name=f"health-{model_id}")
 
     @property
@@ -248,9 +253,16 @@ class ModelRoute:
         self._pump()
 
     async def _open_link(self) -> ModelLink:
-        _, link = await asyncio.wait_for(self._loop.create_unix_connection(
+        """A connection to the daemon, once the kernel says its peer is one we trust (``contract.peer``):
+        a squatter that bound the socket first is refused before anything is sent."""
+        transport, link = await asyncio.wait_for(self._loop.create_unix_connection(
             lambda: ModelLink(self._loop, self.settings.request_timeout_s, 64 << 20, self._link_lost),
             str(self.endpoint)), self.settings.connect_timeout_s)
+        try:
+            check_daemon(transport.get_extra_info("socket"), self.endpoint, self._trusted)
+        except UntrustedPeer as exc:
+            link.close(str(exc))
+            raise OSError(errno.EPERM, str(exc)) from None
         return link
 
     def _link_lost(self, link: ModelLink, reason: str) -> None:

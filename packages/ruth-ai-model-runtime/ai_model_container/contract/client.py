@@ -3,6 +3,10 @@
 Used by example_client, the CLI, the template's smoke test and, through its
 connection pool, by Ruth AI Core. No retries here: an inference that failed is
 reported, never sent twice (CONTRACT.md, "Error codes": dropped frames are normal).
+
+Every connection is checked before anything is sent: the process on the other end
+must be one the client trusts (``contract.peer``), so a socket squatted by another
+user in a shared directory is refused with UntrustedDaemon, never believed.
 """
 
 from __future__ import annotations
@@ -10,10 +14,11 @@ from __future__ import annotations
 import socket
 import time
 from pathlib import Path
-from typing import Any, Optional, TypeVar
+from typing import Any, Iterable, Optional, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from ai_model_container.contract.peer import UntrustedPeer, allowed_uids, check_daemon
 from ai_model_container.contract.schema import (
     DescribeResponse,
     HealthResponse,
@@ -36,6 +41,10 @@ class ClientError(Exception):
 
 class ModelUnavailable(ClientError):
     """The daemon's socket is missing or refuses connections."""
+
+
+class UntrustedDaemon(ModelUnavailable):
+    """The socket is served by a process this client does not trust (another user bound it first)."""
 
 
 class RequestTimedOut(ClientError):
@@ -79,11 +88,15 @@ def inference_request(model_id: str, camera_id: str, frame_id: int, width: int, 
 class ModelClient:
     def __init__(self, socket_path: Path, connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
                  request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 daemon_uids: Optional[Iterable[int]] = None) -> None:
+        """``daemon_uids``: the uids that may serve the socket; None means $RUTH_DAEMON_UIDS, else the
+        users the socket's directory lets create entries (``contract.peer``)."""
         self.socket_path = Path(socket_path)
         self.connect_timeout_s = connect_timeout_s
         self.request_timeout_s = request_timeout_s
         self.max_message_bytes = max_message_bytes
+        self.daemon_uids = None if daemon_uids is None else frozenset(daemon_uids)
         self._stream: Optional[MessageStream] = None
 
     @property
@@ -94,6 +107,11 @@ class ModelClient:
         if self._stream is not None:
             return
         sock = connect_unix(self.socket_path, self.connect_timeout_s)
+        try:
+            check_daemon(sock, self.socket_path, allowed_uids(self.daemon_uids))
+        except (UntrustedPeer, ValueError) as exc:  # ValueError: an unusable RUTH_DAEMON_UIDS
+            sock.close()
+            raise UntrustedDaemon(str(exc)) from None
         sock.settimeout(self.request_timeout_s)
         self._stream = MessageStream(sock, self.max_message_bytes, body_timeout_s=self.request_timeout_s)
 

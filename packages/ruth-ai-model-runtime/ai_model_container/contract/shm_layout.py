@@ -35,6 +35,10 @@ PIXEL_FORMAT_NV12 = 1
 DATA_ALIGNMENT = 4096
 MAX_SLOTS = 1024
 MAX_DIMENSION = 16384
+MAX_SEGMENT_BYTES = 64 << 30
+"""Largest layout a reader maps (64 GiB; an 8K camera with 1024 slots needs 51 GB): a header
+describing more is refused, so a corrupt or hostile header cannot make a reader reserve an
+absurd share of its address space."""
 
 HEADER_FIELDS = (
     ("magic", "8s"), ("version", "I"), ("header_size", "I"), ("slot_count", "I"), ("width", "I"),
@@ -157,6 +161,8 @@ class SegmentHeader:
             (self.data_offset % DATA_ALIGNMENT == 0, f"data_offset {self.data_offset} is not a multiple of {DATA_ALIGNMENT}"),
             (self.data_offset >= HEADER_SIZE + self.slot_count * SLOT_META_SIZE,
              f"data_offset {self.data_offset} overlaps the slot table"),
+            (self.total_size <= MAX_SEGMENT_BYTES,
+             f"layout needs {self.total_size} bytes, more than the {MAX_SEGMENT_BYTES} a ring may have"),
             (self.total_size <= segment_size,
              f"layout needs {self.total_size} bytes but the segment has {segment_size}"),
         )
