@@ -1,7 +1,7 @@
 """A VAS stand-in for many cameras: ``python -m bench.fleet_writer --prefix P --cameras N``.
 
-Creates N rings (or one per ``--camera ID``, repeated: the cameras one host exports) of tiny frames (64x48) and publishes each at ``--fps`` by
-advancing its slot record and header only (``FrameWriter.advance``): the
+Creates N rings (or one per ``--camera ID``, repeated: the cameras one host
+exports) of tiny frames (64x48) and publishes each at ``--fps`` by advancing its slot record and header only (``FrameWriter.advance``): the
 readers see the full ring protocol, and the writer stays cheap enough for a
 thousand cameras. ``--phase in-step`` publishes every camera at the same
 instant of each period, the way VAS paces cameras of one rate; ``staggered``
