@@ -28,7 +28,7 @@ import psycopg
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
-from ai_model_container.contract.shm_layout import segment_name
+from ai_model_container.contract.shm_layout import segment_reference
 from ruth_ai_core.assignments import Assignment
 from ruth_ai_core.metrics import DEFAULT_METRICS_PORT
 from ruth_ai_core.registry import ModelRegistry
@@ -115,8 +115,10 @@ class Deployment:
     def _start_database(self) -> None:
         namespace = self.switch.attach("db", DATABASE_ADDRESS)
         # tcp=True picks a port free on this machine's loopback, so "not reachable there" means something; the
-        # server listens on the veth address only, with no Unix socket.
-        self.cluster = LocalCluster(tcp=True, settings={"listen_addresses": DATABASE_ADDRESS, "unix_socket_directories": ""})
+        # server listens on the veth address only, with no Unix socket. Its dynamic shared memory goes to files in
+        # its data directory, not the machine's /dev/shm, so even an immediate stop leaves nothing there.
+        self.cluster = LocalCluster(tcp=True, settings={"listen_addresses": DATABASE_ADDRESS, "unix_socket_directories": "",
+                                                        "dynamic_shared_memory_type": "mmap"})
         self.port = self.cluster.port
         self.cluster.init()
         with (self.cluster.data_dir / "pg_hba.conf").open("a") as hba:
@@ -166,7 +168,7 @@ class Deployment:
                                                                          *[a for c in cameras for a in ("--camera", c)]),
                                   _env())
         node.writers.update({camera: process for camera in cameras})
-        paths = [f"/dev/shm/{segment_name(camera)}" for camera in cameras]
+        paths = [segment_reference(camera) for camera in cameras]
         deadline = time.monotonic() + timeout_s
         while node.host.run(["ls", *paths]).returncode != 0:
             if process.poll() is not None or time.monotonic() > deadline:
