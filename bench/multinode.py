@@ -33,7 +33,7 @@ import psycopg
 from ai_model_container.contract.shm_layout import segment_reference
 from ruth_ai_core.storage.local_cluster import ClusterUnavailable
 
-from .multinode_cluster import DATABASE_ADDRESS, Deployment, Node, camera_events, scrape, sink_counts
+from .multinode_cluster import DATABASE_ADDRESS, Deployment, Node, camera_events, scrape, sink_counts, subscribed_cameras
 from .netns import NamespacesUnavailable, check_available
 from .options import Options
 from .table import Row, SectionResult, Target, render
@@ -53,6 +53,8 @@ class Move:
     """Commit -> the first scrape where the new node has an event for the camera."""
     last_old_s: float
     """Commit -> the last scrape where the old node's count for the camera grew (0 when it never did)."""
+    still_on_source: bool
+    """Whether the old node's Core still subscribed to the camera once the move settled."""
 
 
 @dataclass
@@ -107,25 +109,27 @@ def rings_on_machine(cameras: list[str]) -> set[str]:
 
 def measure_move(deployment: Deployment, camera: str, source: Node, target: Node, timeout_s: float = 20.0) -> Move:
     deployment.start_writer(target, [camera])
+    with deployment.operator():
+        old_count = camera_events(scrape(source.metrics_url)).get(camera)
     committed = deployment.move_camera(camera, target)
     first_new = None
     last_old = committed
-    old_count = None
     with deployment.operator():
         while time.time() - committed < timeout_s:
-            now = time.time()
+            # Each time is taken once its scrape has answered: an upper bound on when the event happened.
             old = camera_events(scrape(source.metrics_url)).get(camera)
             if old is not None and old_count is not None and old > old_count:
-                last_old = now
+                last_old = time.time()
             old_count = old if old is not None else old_count
             if first_new is None and camera_events(scrape(target.metrics_url)).get(camera, 0) > 0:
-                first_new = now
-            if first_new is not None and now - last_old >= SETTLED_S:
+                first_new = time.time()
+            if first_new is not None and time.time() - last_old >= SETTLED_S:
                 break
             time.sleep(SCRAPE_INTERVAL_S)
+        still_on_source = camera in subscribed_cameras(scrape(source.metrics_url))
     if first_new is None:
         raise RuntimeError(f"{camera} not served on {target.name} {timeout_s}s after its move")
-    return Move(camera, source.name, target.name, first_new - committed, last_old - committed)
+    return Move(camera, source.name, target.name, first_new - committed, last_old - committed, still_on_source)
 
 
 def node_rates(deployment: Deployment, placement: dict[str, set[str]], window_s: float) -> dict[str, float]:
@@ -207,7 +211,8 @@ def rows(result: Result) -> list[Row]:
                          "before the kill", Target("higher", 1.25) if node != result.killed else None))
     table.append(Row(SECTION, f"camera move {result.move.source} -> {result.move.target}: first event on new node",
                      "ms", result.move.first_new_s * 1000))
-    table.append(Row(SECTION, "camera move: last event on old node", "ms", result.move.last_old_s * 1000))
+    table.append(Row(SECTION, "camera move: last event on old node after the commit (0: none)", "ms",
+                     result.move.last_old_s * 1000))
     return table
 
 

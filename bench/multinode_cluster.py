@@ -82,6 +82,11 @@ def camera_events(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float])
     return totals
 
 
+def subscribed_cameras(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> set[str]:
+    """Cameras a Core has a live subscription for (retired pairs keep their counters, not their target FPS)."""
+    return {dict(labels)["camera"] for (name, labels) in metrics if name == "ruth_ai_subscription_target_fps"}
+
+
 def sink_counts(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> dict[str, float]:
     """The event sink's counters and gauges from a scrape: written, duplicates, dropped, buffered, ..."""
     prefix = "ruth_ai_event_sink_"

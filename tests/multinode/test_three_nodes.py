@@ -33,6 +33,7 @@ def test_a_moved_camera_is_served_by_its_new_node_within_seconds(scenario):
     move = scenario.move
     assert 0 < move.first_new_s < MOVE_WITHIN_S, move
     assert move.last_old_s < MOVE_WITHIN_S, move
+    assert not move.still_on_source, move
 
 
 def test_killing_a_node_leaves_the_others_at_full_rate(scenario):
