@@ -90,10 +90,14 @@ class Switch:
         self.name = f"{tag}sw"
         self.address = address
         self.namespaces: list[str] = []
-        self._add_namespace(self.name)
-        _ip("-n", self.name, "link", "add", "br0", "type", "bridge")
-        _ip("-n", self.name, "addr", "add", f"{address}/{PREFIX_LENGTH}", "dev", "br0")
-        _ip("-n", self.name, "link", "set", "br0", "up")
+        try:
+            self._add_namespace(self.name)
+            _ip("-n", self.name, "link", "add", "br0", "type", "bridge")
+            _ip("-n", self.name, "addr", "add", f"{address}/{PREFIX_LENGTH}", "dev", "br0")
+            _ip("-n", self.name, "link", "set", "br0", "up")
+        except BaseException:
+            self.destroy()
+            raise
 
     def _add_namespace(self, name: str) -> None:
         _ip("netns", "add", name)
