@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from . import batching, core_capacity, events_db, frames, ipc, reconcile_delay
+from . import batching, core_capacity, events_db, frames, ipc, multinode, reconcile_delay
 from .options import Options
 from .table import Row, SectionResult, render
 
@@ -21,6 +21,7 @@ SECTIONS: dict[str, Callable[[Options], SectionResult]] = {
     "batching": batching.run,
     "events-db": events_db.run,
     "reconcile": reconcile_delay.run,
+    "multinode": multinode.run,
 }
 """Section name -> runner, in the order they run and print. Add new sections here."""
 

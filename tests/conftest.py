@@ -19,7 +19,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, NoReturn, Optional
 
 import pytest
 
@@ -188,9 +188,14 @@ def new_local_cluster(**settings: object) -> "LocalCluster":
     try:
         return LocalCluster(**settings)  # type: ignore[arg-type]
     except ClusterUnavailable as exc:
-        if os.environ.get(PG_REQUIRE_ENV, "") not in ("", "0"):
-            pytest.fail(f"no PostgreSQL server to test against: {exc} ({PG_REQUIRE_ENV} is set)", pytrace=False)
-        pytest.skip(f"no PostgreSQL server to test against: {exc}")
+        skip_unless_required(f"no PostgreSQL server to test against: {exc}", PG_REQUIRE_ENV)
+
+
+def skip_unless_required(reason: str, require_env: str) -> NoReturn:
+    """Skip the test for ``reason``, or fail it when ``$require_env`` is set (CI: a missing prerequisite is a bug)."""
+    if os.environ.get(require_env, "") not in ("", "0"):
+        pytest.fail(f"{reason} ({require_env} is set)", pytrace=False)
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
