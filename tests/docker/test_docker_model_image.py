@@ -1,7 +1,7 @@
 """The real Docker path: build air-gapped, run a model container, talk to it from the host, stop it.
 
-The base image and one model image are built once per module, air-gapped the
-way build.sh --air-gapped does it (a local base image, wheelhouses filled by
+The base image (the session's, tests/docker/conftest.py) and one model image
+are built once, air-gapped the way build.sh --air-gapped does it (a local base image, wheelhouses filled by
 the host's pip, builds with no network). The model container gets exactly
 two mounts, the socket directory and /dev/shm (read-only), and the host side
 follows the sharing convention of runtime-base-image/README.md: the socket
