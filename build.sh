@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the Ruth AI runtime base image and the model images, online or air-gapped.
+# Builds the Ruth AI runtime base image, the model images and the Ruth AI Core image, online or air-gapped.
 # The usage text below is the reference; runtime-base-image/README.md explains the why.
 set -euo pipefail
 
@@ -7,6 +7,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BASE_CONTEXT=$ROOT/runtime-base-image
 RUNTIME_PROJECT=$ROOT/packages/ruth-ai-model-runtime
 RUNTIME_REPO=ruth-ai/model-runtime
+CORE_CONTEXT=$ROOT/core-image
+CORE_PROJECT=$ROOT/packages/ruth-ai-core
+CORE_REPO=ruth-ai/core
 DEFAULT_BASE_IMAGE=python:3.11-slim
 LOCAL_BASE_IMAGE=${LOCAL_BASE_IMAGE:-local/debian-python:bookworm}
 WHEELHOUSE=.wheelhouse
@@ -27,8 +30,13 @@ Commands:
   model DIR...         build each model directory (models/<id>/) as ruth-ai/<model_id>:<model_version>
                        and :latest, FROM $RUNTIME_REPO:<version> (build argument RUNTIME_VERSION),
                        which must exist: build it first with "base" (same options)
-  all                  base, then every models/*/ that has a Dockerfile
-  wheelhouse base|DIR  only fill the wheelhouse of the base context or of a model directory
+  core                 build $CORE_REPO:<core version> and :latest (Ruth AI Core, core-image/), FROM
+                       $RUNTIME_REPO:<version> like the models; <core version> is the version in
+                       packages/ruth-ai-core/pyproject.toml
+  all                  base, core, then every models/*/ that has a Dockerfile
+  wheelhouse base|core|DIR
+                       only fill the wheelhouse of the base context, of core-image/ or of a model
+                       directory
   local-base           make $LOCAL_BASE_IMAGE with debootstrap and docker import (as root,
                        about 2.5 minutes); does nothing if the image exists
   version              print the runtime version
@@ -70,7 +78,7 @@ Environment:
   LOCAL_BASE_IMAGE  the image local-base makes and --air-gapped builds on
                  (default local/debian-python:bookworm)
   RUNTIME_TAG    build the base as $RUNTIME_REPO:RUNTIME_TAG only (no :latest) and build models
-                 FROM it (default: <version>); the docker tests use it to leave your images alone
+                 and core FROM it (default: <version>); the docker tests use it to leave your images alone
 EOF
 }
 
@@ -84,8 +92,13 @@ new_scratch_dir() {
     SCRATCH+=("$SCRATCH_DIR")
 }
 
+# project_version DIR: the version in DIR/pyproject.toml.
+project_version() {
+    sed -n 's/^version = "\([^"]*\)"$/\1/p' "$1/pyproject.toml"
+}
+
 runtime_version() {
-    sed -n 's/^version = "\([^"]*\)"$/\1/p' "$RUNTIME_PROJECT/pyproject.toml"
+    project_version "$RUNTIME_PROJECT"
 }
 
 # The base image's tag: what base builds and model builds start FROM.
@@ -102,19 +115,46 @@ pip_wheel() {
     "$PYTHON" -m pip wheel --quiet --disable-pip-version-check "$@"
 }
 
-# The runtime's wheel, built from a clean copy of its project (tracked and
-# untracked-but-not-ignored files) so stale build/ directories never leak into it.
-fill_base_wheelhouse() {
-    local house=$BASE_CONTEXT/$WHEELHOUSE source
-    rm -rf "$house" && mkdir -p "$house"
+# project_wheel PROJECT HOUSE: PROJECT's own wheel into HOUSE, built from a clean copy of the project
+# (tracked and untracked-but-not-ignored files) so stale build/ directories never leak into it.
+project_wheel() {
+    local project=$1 house=$2
     new_scratch_dir
-    source=$SCRATCH_DIR
-    git -C "$RUNTIME_PROJECT" ls-files -z --cached --others --exclude-standard -- . \
-        | tar -C "$RUNTIME_PROJECT" --null --files-from - --ignore-failed-read -cf - 2>/dev/null | tar -C "$source" -xf -
-    pip_wheel --no-deps --wheel-dir "$house" "$source"
+    git -C "$project" ls-files -z --cached --others --exclude-standard -- . \
+        | tar -C "$project" --null --files-from - --ignore-failed-read -cf - 2>/dev/null | tar -C "$SCRATCH_DIR" -xf -
+    pip_wheel --no-deps --wheel-dir "$house" "$SCRATCH_DIR"
+}
+
+fill_base_wheelhouse() {
+    local house=$BASE_CONTEXT/$WHEELHOUSE
+    rm -rf "$house" && mkdir -p "$house"
+    project_wheel "$RUNTIME_PROJECT" "$house"
     if [[ $OFFLINE == 1 ]]; then
         pip_wheel --wheel-dir "$house" "$house"/ruth_ai_model_runtime-*.whl
     fi
+    echo "wheelhouse $house: $(ls "$house" | wc -l) wheels" >&2
+}
+
+# Core's wheel and, with --wheelhouse, the packages it adds to the base image: its requirements
+# except the runtime, which is not on any index and is already in the base (so numpy, OpenCV and
+# the other runtime packages are not copied into this context again).
+fill_core_wheelhouse() {
+    local house=$CORE_CONTEXT/$WHEELHOUSE requirements
+    rm -rf "$house" && mkdir -p "$house"
+    project_wheel "$CORE_PROJECT" "$house"
+    [[ $OFFLINE == 1 ]] || return 0
+    requirements=$SCRATCH_DIR/core-requirements.txt
+    "$PYTHON" - "$house"/ruth_ai_core-*.whl >"$requirements" <<'PYTHON_EOF'
+import sys, zipfile
+from email.parser import Parser
+with zipfile.ZipFile(sys.argv[1]) as wheel:
+    name = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
+    metadata = Parser().parsestr(wheel.read(name).decode())
+for requirement in metadata.get_all("Requires-Dist") or []:
+    if not requirement.startswith("ruth-ai-model-runtime"):
+        print(requirement)
+PYTHON_EOF
+    pip_wheel --wheel-dir "$house" --requirement "$requirements"
     echo "wheelhouse $house: $(ls "$house" | wc -l) wheels" >&2
 }
 
@@ -201,15 +241,29 @@ build_base() {
     docker_build "$BASE_CONTEXT" "${tags[@]}" --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "RUNTIME_VERSION=$version"
 }
 
+# The base image a model or core build starts FROM, or the commands that build it.
+require_base_image() {
+    image_exists "$RUNTIME_REPO:$(runtime_tag)" || die "the base image $RUNTIME_REPO:$(runtime_tag) \
+is missing ($1 builds FROM it); build it first, once:
+$(base_commands)"
+}
+
+build_core() {
+    local version
+    version=$(project_version "$CORE_PROJECT")
+    require_base_image "$CORE_CONTEXT"
+    fill_core_wheelhouse
+    docker_build "$CORE_CONTEXT" "$CORE_REPO:$version" "$CORE_REPO:latest" \
+        --build-arg "RUNTIME_VERSION=$(runtime_tag)" --build-arg "CORE_VERSION=$version"
+}
+
 build_model() {
     local dir=${1%/} id version
     [[ -f $dir/Dockerfile && -f $dir/model.yaml ]] || die "$dir: not a model directory (needs Dockerfile and model.yaml)"
     id=$(yaml_field "$dir" model_id)
     version=$(yaml_field "$dir" model_version)
     [[ -n $id && -n $version ]] || die "$dir/model.yaml: model_id or model_version missing"
-    image_exists "$RUNTIME_REPO:$(runtime_tag)" || die "the base image $RUNTIME_REPO:$(runtime_tag) \
-is missing ($dir builds FROM it); build it first, once:
-$(base_commands)"
+    require_base_image "$dir"
     fill_model_wheelhouse "$dir"
     docker_build "$dir" "ruth-ai/$id:$version" "ruth-ai/$id:latest" --build-arg "RUNTIME_VERSION=$(runtime_tag)"
 }
@@ -256,17 +310,23 @@ COMMAND_LINE=("$command" "${@:2}")  # for messages
 [[ $# -gt 0 ]] && shift
 case $command in
     base) build_base ;;
+    core) build_core ;;
     model)
         [[ $# -gt 0 ]] || die "model needs at least one directory"
         for dir in "$@"; do build_model "$dir"; done ;;
     all)
         build_base
+        build_core
         for dockerfile in "$ROOT"/models/*/Dockerfile; do
             [[ -f $dockerfile ]] && build_model "$(dirname "$dockerfile")"
         done ;;
     wheelhouse)
-        [[ $# -eq 1 ]] || die "wheelhouse needs 'base' or a model directory"
-        if [[ $1 == base ]]; then fill_base_wheelhouse; else fill_model_wheelhouse "${1%/}"; fi ;;
+        [[ $# -eq 1 ]] || die "wheelhouse needs 'base', 'core' or a model directory"
+        case $1 in
+            base) fill_base_wheelhouse ;;
+            core) fill_core_wheelhouse ;;
+            *) fill_model_wheelhouse "${1%/}" ;;
+        esac ;;
     local-base) build_local_base ;;
     version) runtime_version ;;
     *) die "unknown command $command (see --help)" ;;

@@ -1,7 +1,7 @@
 """build.sh's own logic against a stand-in docker client (build.sh's DOCKER): no engine needed.
 
-What it checks: a model build before its base image exists (and an air-gapped base build before
-the local base exists) stops at once with the commands to run, before any wheelhouse is filled or
+What it checks: a model or core build before its base image exists (and an air-gapped base build
+before the local base exists) stops at once with the commands to run, before any wheelhouse is filled or
 any build starts; after a build, exactly the images that build left untagged are removed, also
 when the build fails. The docker suite runs the same paths against a real engine
 (tests/docker/test_docker_template_readme.py).
@@ -103,6 +103,25 @@ def test_a_model_before_its_base_image_says_how_to_build_the_base(docker: StubDo
     assert "./build.sh local-base && ./build.sh --air-gapped base" in result.stderr
     assert docker.calls_of("build") == [], "no build starts"
     assert not (model_dir / ".wheelhouse").exists(), "no wheelhouse is filled"
+
+
+@pytest.mark.parametrize("options", [[], ["--air-gapped"]], ids=["online", "air-gapped"])
+def test_core_before_its_base_image_says_how_to_build_the_base(docker: StubDocker, options: list[str]) -> None:
+    wheelhouse = REPO / "core-image" / ".wheelhouse"
+    existed = wheelhouse.exists()
+    result = docker.run(*options, "core")
+    assert result.returncode == 2
+    assert f"the base image {BASE} is missing ({REPO / 'core-image'} builds FROM it); build it first, once:" in result.stderr
+    assert "./build.sh local-base && ./build.sh --air-gapped base" in result.stderr
+    assert docker.calls_of("build") == [], "no build starts"
+    assert wheelhouse.exists() == existed, "no wheelhouse is filled"
+
+
+def test_the_usage_names_every_image_build_sh_builds() -> None:
+    usage = subprocess.run([str(BUILD_SH), "--help"], capture_output=True, text=True, check=True).stdout
+    for command in ("base ", "model DIR...", "core ", "all ", "wheelhouse base|core|DIR"):
+        assert f"\n  {command}" in usage, command
+    assert "ruth-ai/core:<core version>" in usage
 
 
 def test_an_air_gapped_base_before_the_local_base_says_to_make_it(docker: StubDocker) -> None:

@@ -1,7 +1,7 @@
 """The real Docker path: build air-gapped, run a model container, talk to it from the host, stop it.
 
-The base image and one model image are built once per module, air-gapped the
-way build.sh --air-gapped does it (a local base image, wheelhouses filled by
+The base image (the session's, tests/docker/conftest.py) and one model image
+are built once, air-gapped the way build.sh --air-gapped does it (a local base image, wheelhouses filled by
 the host's pip, builds with no network). The model container gets exactly
 two mounts, the socket directory and /dev/shm (read-only), and the host side
 follows the sharing convention of runtime-base-image/README.md: the socket
@@ -16,7 +16,6 @@ name. Each has its own check of real answers on real pixels.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import stat
@@ -27,7 +26,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 import cv2
 import docker
@@ -35,9 +34,10 @@ import numpy as np
 import pytest
 from core.helpers import wait_for  # tests/core: the demo's test helpers
 from core.test_demo import DEMO, assert_nothing_left, run_dir_and_tag
-from docker.errors import APIError, BuildError, ImageNotFound
+from docker.errors import BuildError
 from docker.models.containers import Container
-from docker_engine import connect, unavailable
+from docker_engine import unavailable
+from docker_images import REPO, RUN_ID, Builds, build_failure, build_sh
 
 import ai_model_container
 from ai_model_container.contract.client import ClientError, ModelClient, ModelUnavailable, inference_request
@@ -56,17 +56,12 @@ from ruth_model_tools.frame_writer import FrameWriter, synthetic_scene
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
-BUILD_SH = REPO / "build.sh"
-BASE_CONTEXT = REPO / "runtime-base-image"
 PHOTOS = REPO / "tests" / "real_models" / "photos"
-LOCAL_BASE_IMAGE = os.environ.get("RUTH_TEST_BASE_IMAGE", "local/debian-python:bookworm")
 MODEL_CANDIDATES = ("fall-detection", "_template")
 CONTAINER_UID = CONTAINER_GID = 10001  # RUTH_UID / RUTH_GID in runtime-base-image/Dockerfile
 CONTAINER_SOCKET_DIR = "/run/ruth-ai"
 READY_TIMEOUT_S = 120.0
 HEALTHY_TIMEOUT_S = 90.0
-RUN_ID = uuid.uuid4().hex[:8]
 
 Ask = Callable[[np.ndarray], InferenceResponse]
 
@@ -137,93 +132,6 @@ def choose_model() -> ModelUnderTest:
 
 
 # ---- building ------------------------------------------------------------------------------------
-
-
-class Builds:
-    """Images built by this module, removed at the end with the intermediate images they left."""
-
-    def __init__(self, client: docker.DockerClient) -> None:
-        self.client = client
-        self.tags: list[str] = []
-        self.step_ids: list[str] = []
-
-    def build(self, context: Path, tag: str, buildargs: dict[str, str]) -> docker.models.images.Image:
-        """Build air-gapped (no network, OFFLINE=1) with the Docker SDK; a failure shows the build's log."""
-        self.tags.append(tag)
-        try:
-            image, log = self.client.images.build(
-                path=str(context), tag=tag, buildargs={**buildargs, "OFFLINE": "1"},
-                network_mode="none", rm=True, forcerm=True, pull=False,
-            )
-        except BuildError as exc:
-            entries = list(exc.build_log)  # an iterator the SDK hands out once
-            self._remember(entries)
-            raise BuildError(exc.msg, entries) from None
-        self._remember(log)
-        return image
-
-    def _remember(self, log: Iterable[dict]) -> None:
-        for entry in log:
-            match = re.match(r"^ ---> ([0-9a-f]{12})$", entry.get("stream", "").strip("\n"))
-            if match:
-                self.step_ids.append(match.group(1))
-
-    def remove_all(self) -> None:
-        for tag in self.tags:
-            try:
-                self.client.images.remove(tag, force=True)
-            except ImageNotFound:
-                pass
-        # Untagged leftovers only (the install stages); tagged ones (the local base, a developer's
-        # images sharing the cache) and images with children are never touched.
-        for image_id in reversed(self.step_ids):
-            try:
-                if not self.client.images.get(image_id).tags:
-                    self.client.images.remove(image_id)
-            except (ImageNotFound, APIError):
-                pass
-
-
-def build_sh(*args: str) -> None:
-    result = subprocess.run([str(BUILD_SH), *args], cwd=REPO, capture_output=True, text=True)
-    assert result.returncode == 0, f"build.sh {' '.join(args)} failed:\n{result.stderr[-4000:]}"
-
-
-def build_failure(exc: BuildError) -> str:
-    lines = [entry.get("stream", "") or entry.get("error", "") for entry in exc.build_log]
-    return "".join(lines)[-4000:]
-
-
-@pytest.fixture(scope="module")
-def engine() -> docker.DockerClient:
-    client = connect()
-    try:
-        client.images.get(LOCAL_BASE_IMAGE)
-    except ImageNotFound:
-        unavailable(f"base image {LOCAL_BASE_IMAGE} is missing: run ./build.sh local-base (as root)")
-    return client
-
-
-@pytest.fixture(scope="module")
-def builds(engine: docker.DockerClient) -> Iterator[Builds]:
-    builds = Builds(engine)
-    yield builds
-    builds.remove_all()
-
-
-@pytest.fixture(scope="module")
-def runtime_tag(builds: Builds) -> Iterator[str]:
-    """The base image, built once per module under a tag of its own (model Dockerfiles take it as RUNTIME_VERSION)."""
-    version = f"{ai_model_container.__version__}-test-{RUN_ID}"
-    build_sh("--wheelhouse", "wheelhouse", "base")
-    try:
-        builds.build(BASE_CONTEXT, f"ruth-ai/model-runtime:{version}",
-                     {"BASE_IMAGE": LOCAL_BASE_IMAGE, "RUNTIME_VERSION": ai_model_container.__version__})
-    except BuildError as exc:
-        pytest.fail(f"the base image does not build:\n{build_failure(exc)}", pytrace=False)
-    finally:
-        shutil.rmtree(BASE_CONTEXT / ".wheelhouse", ignore_errors=True)
-    yield version
 
 
 @pytest.fixture(scope="module")
