@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
-from conftest import unique_id
+from testkit import unique_id
 
 from ruth_ai_core.core import Core
 from ruth_ai_core.events import JsonLinesSink

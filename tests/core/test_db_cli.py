@@ -6,7 +6,7 @@ import sqlite3
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import EXAMPLE_MODEL_DIR
+from testkit import EXAMPLE_MODEL_DIR
 
 from ruth_ai_core.cli import main
 

@@ -1,7 +1,7 @@
 """FrameReader.newest_frame, the agents' poll: newest id and capture time under the slot's seqlock."""
 
 import numpy as np
-from conftest import unique_id
+from testkit import unique_id
 
 from ai_model_container.contract.frame_reader import FrameReader
 from ai_model_container.contract.shm_layout import write_u64

@@ -5,7 +5,7 @@ import sqlite3
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import EXAMPLE_MODEL_DIR
+from testkit import EXAMPLE_MODEL_DIR
 
 from ai_model_container.contract.client import ModelUnavailable
 from ai_model_container.contract.model_config import ModelConfigError

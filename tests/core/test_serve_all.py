@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import yaml
-from conftest import EXAMPLE_MODEL_DIR, unique_id
+from testkit import EXAMPLE_MODEL_DIR, unique_id
 
 from ai_model_container.contract.client import ClientError, ModelClient
 from ai_model_container.contract.paths import socket_path

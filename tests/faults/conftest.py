@@ -12,7 +12,7 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 import pytest
-from conftest import EXAMPLE_MODEL_DIR, Daemon, launch_daemon, unique_id
+from testkit import EXAMPLE_MODEL_DIR, Daemon, launch_daemon, unique_id
 
 from ai_model_container.contract.shm_layout import SegmentHeader
 from ruth_ai_core.registry import ModelRegistry

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import EXAMPLE_MODEL_DIR, unique_id
+from testkit import EXAMPLE_MODEL_DIR, unique_id
 
 from ai_model_container.contract.client import ClientError, ModelClient
 from ai_model_container.contract.model_config import ModelConfigError, load_model_config

@@ -17,7 +17,7 @@ import sys
 import time
 
 import yaml
-from conftest import EXAMPLE_MODEL_DIR, unique_id
+from testkit import EXAMPLE_MODEL_DIR, unique_id
 
 from ruth_ai_core.assignments import MAX_CONFIG_BYTES, Assignment, config_problem
 

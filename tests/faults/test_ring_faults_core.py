@@ -11,7 +11,7 @@ import os
 import time
 
 import pytest
-from conftest import unique_id
+from testkit import unique_id
 
 from ai_model_container.contract.frame_reader import FrameReader
 from ruth_model_tools.frame_writer import synthetic_scene

@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import EXAMPLE_MODEL_DIR, Daemon, unique_id
+from testkit import EXAMPLE_MODEL_DIR, Daemon, unique_id
 
 from ai_model_container.contract.client import inference_request
 from ai_model_container.contract.paths import socket_path

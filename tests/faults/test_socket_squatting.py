@@ -18,7 +18,7 @@ from typing import Callable, Iterator, Sequence
 
 import pytest
 import yaml
-from conftest import EXAMPLE_MODEL_DIR, launch_daemon, unique_id
+from testkit import EXAMPLE_MODEL_DIR, launch_daemon, unique_id
 
 from ai_model_container.contract.client import ModelClient, UntrustedDaemon
 from ai_model_container.contract.paths import socket_path

@@ -5,7 +5,7 @@ connection it was given. ``make fuzz`` runs the same fuzzer for minutes."""
 
 from __future__ import annotations
 
-from conftest import unique_id
+from testkit import unique_id
 
 from bench.fuzz import Fuzzer, FuzzTarget, serve_one_frame
 

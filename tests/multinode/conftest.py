@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from conftest import PG_REQUIRE_ENV, skip_unless_required
+from testkit import PG_REQUIRE_ENV, skip_unless_required
 
 from bench.multinode import Result, run_scenario
 from bench.netns import NamespacesUnavailable, check_available

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import pytest
-from conftest import Daemon, launch_daemon, unique_id  # tests/conftest.py
+from testkit import Daemon, launch_daemon, unique_id
 
 from ai_model_container.contract.client import inference_request
 from ai_model_container.contract.schema import InferenceResponse

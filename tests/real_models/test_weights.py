@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import unique_id  # tests/conftest.py
+from testkit import unique_id
 
 from ai_model_container.contract.model_config import load_model_config, verify_weights
 

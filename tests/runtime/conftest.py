@@ -11,7 +11,7 @@ from typing import Callable, Iterator
 import posix_ipc
 import pytest
 import yaml
-from conftest import Daemon, launch_daemon, unique_id
+from testkit import Daemon, launch_daemon, unique_id
 
 from ai_model_container.contract.shm_layout import segment_name
 

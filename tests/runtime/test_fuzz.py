@@ -9,9 +9,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLE_MODEL_DIR, launch_daemon
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from testkit import EXAMPLE_MODEL_DIR, launch_daemon
 
 from ai_model_container.contract.client import inference_request
 from ai_model_container.contract.schema import InferenceResponse

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 import yaml
-from conftest import EXAMPLE_MODEL_DIR
+from testkit import EXAMPLE_MODEL_DIR
 
 from ai_model_container.contract.model_config import ModelConfig
 from ai_model_container.contract.schema import Detection

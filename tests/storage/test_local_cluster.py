@@ -3,7 +3,7 @@ binaries unless CI requires it (RUTH_REQUIRE_POSTGRES=1)."""
 
 import psycopg
 import pytest
-from conftest import PG_REQUIRE_ENV, new_local_cluster
+from testkit import PG_REQUIRE_ENV, new_local_cluster
 
 from ruth_ai_core.storage.local_cluster import PG_BIN_ENV, ClusterUnavailable, LocalCluster
 
