@@ -21,6 +21,7 @@ Needs root and iproute2 (skipped otherwise, saying why).
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -65,6 +66,8 @@ class Result:
     """Node -> cameras its Core has written events for (its metrics), before the move."""
     rings: dict[str, set[str]]
     """Host (node, and ``root`` for the machine itself) -> cameras whose ring is in its /dev/shm."""
+    sockets: dict[str, set[str]]
+    """Host (node, and ``root``) -> what is in the socket directory's path as that host sees it."""
     database_from_root: dict[str, str]
     """Address tried from the root namespace -> the error that refused it (an empty string: it answered)."""
     move: Move
@@ -105,6 +108,10 @@ def rings_on(node: Node) -> set[str]:
 
 def rings_on_machine(cameras: list[str]) -> set[str]:
     return {camera for camera in cameras if Path(segment_reference(camera)).exists()}
+
+
+def sockets_on(node: Node) -> set[str]:
+    return set(node.host.run(["ls", str(node.host.socket_dir)]).stdout.split())
 
 
 def measure_move(deployment: Deployment, camera: str, source: Node, target: Node, timeout_s: float = 20.0) -> Move:
@@ -174,6 +181,8 @@ def run_scenario(log_dir: Path, cameras_per_node: int = 3, fps: float = 5.0, win
             served = {node.name: set(camera_events(scrape(node.metrics_url))) for node in deployment.nodes}
         rings = {node.name: rings_on(node) for node in deployment.nodes}
         rings["root"] = rings_on_machine(every_camera)
+        sockets = {node.name: sockets_on(node) for node in deployment.nodes}
+        sockets["root"] = set(os.listdir(deployment.socket_dir))
 
         moved = first.cameras[0]
         move = measure_move(deployment, moved, first, second)
@@ -192,7 +201,7 @@ def run_scenario(log_dir: Path, cameras_per_node: int = 3, fps: float = 5.0, win
                 node.host.stop(writer)
         sinks = {node.name: drained_sink(deployment, node) for node in (first, second)}
         in_database = deployment.events_per_camera(0, time.time() + 60)
-        return Result(assigned=assigned, served=served, rings=rings, database_from_root=refusals, move=move,
+        return Result(assigned=assigned, served=served, rings=rings, sockets=sockets, database_from_root=refusals, move=move,
                       killed=third.name, rates_before=before, rates_after=after,
                       expected_rates_after={name: len(cameras) * fps for name, cameras in survivors.items()},
                       killed_events_after=killed_events_after,

@@ -7,7 +7,7 @@ database namespace runs a throwaway PostgreSQL server (``LocalCluster``)
 listening only on its veth address, with no Unix socket. Each node runs what a
 real edge host runs: a VAS stand-in writing its cameras' rings
 (``bench.fleet_writer``), the no-op model daemon (``ruth-model serve`` on its
-default socket directory, /tmp, private to the node), and ``ruth-ai run --node
+socket directory, private to the node), and ``ruth-ai run --node
 NAME --event-sink database`` with its metrics on the node's address.
 """
 
@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -104,11 +106,13 @@ class Deployment:
         self.nodes: list[Node] = []
         self.cluster: LocalCluster | None = None
         self.switch = Switch(self.tag, SWITCH_ADDRESS)
+        # One short path (AF_UNIX allows 107 bytes) that every node mounts its own tmpfs on.
+        self.socket_dir = Path(tempfile.mkdtemp(prefix=f"ruth-{self.tag}-", dir="/tmp"))
         try:
             self._start_database()
             for index in range(1, nodes + 1):
                 address = f"{SUBNET}.{index}"
-                host = Host(f"node{index}", self.switch.attach(f"n{index}", address), log_dir)
+                host = Host(f"node{index}", self.switch.attach(f"n{index}", address), log_dir, self.socket_dir)
                 cameras = [f"{self.tag}_n{index}_c{camera}" for camera in range(cameras_per_node)]
                 self.nodes.append(Node(f"node{index}", address, host, cameras))
         except BaseException:
@@ -217,6 +221,7 @@ class Deployment:
         if self.cluster is not None:
             self.cluster.destroy()
         self.switch.destroy()
+        shutil.rmtree(self.socket_dir, ignore_errors=True)
 
 
 def _python(module: str, *args: str) -> list[str]:

@@ -1,12 +1,14 @@
-"""Hosts on one machine: Linux network namespaces on a private bridge, each with its own /dev/shm and /tmp.
+"""Hosts on one machine: Linux network namespaces on a private bridge, each with its own /dev/shm and sockets.
 
 ``Switch`` is a namespace holding a bridge; ``Switch.attach`` makes another
 namespace and plugs it into the bridge with a veth pair and an address of its
 own, the way hosts sit on one LAN. ``Host`` is the rest of a host: a
 placeholder process that lives in the host's network namespace and in a mount
 namespace of its own, where fresh tmpfs are mounted on /dev/shm (the frame
-rings) and /tmp (the model sockets' default directory), so two hosts share
-neither. Every process of the host is started into both namespaces with
+rings) and on the model socket directory, so two hosts share neither. Every host
+mounts its socket tmpfs on the same path (as every node of a cluster uses
+/run/ruth-ai) and its processes get it as $VAS_MODEL_SOCKET_DIR; /tmp itself stays
+the machine's, since the virtual environment and the checkout may live there. Every process of the host is started into both namespaces with
 ``nsenter``; ``Host.kill`` sends SIGKILL to every process in the host's mount
 namespace, which is what a host losing power looks like to the others. Once
 the last of them is gone the kernel frees that namespace and its mounts, so
@@ -31,6 +33,8 @@ import subprocess
 import time
 from pathlib import Path
 from typing import IO, Iterator, Optional
+
+from ai_model_container.contract.paths import SOCKET_DIR_ENV
 
 NETNS_DIR = Path("/run/netns")
 CLONE_NEWNET = 0x40000000
@@ -124,25 +128,30 @@ class Switch:
 
 
 class Host:
-    """Processes that share a network namespace, a private /dev/shm and a private /tmp, as on a host of their own."""
+    """Processes that share a network namespace, a private /dev/shm and a private socket directory, as on a host of their own.
 
-    def __init__(self, name: str, namespace: str, log_dir: Path, startup_timeout_s: float = 10.0) -> None:
+    ``socket_dir`` must exist and be empty: the host mounts its own tmpfs over it, so the path is the same on
+    every host and what is in it is not.
+    """
+
+    def __init__(self, name: str, namespace: str, log_dir: Path, socket_dir: Path, startup_timeout_s: float = 10.0) -> None:
         self.name = name
         self.namespace = namespace
         self.log_dir = log_dir
+        self.socket_dir = socket_dir
         self.processes: list[subprocess.Popen] = []
         self.mount_namespace = ""
         # unshare execs sh, which mounts and then execs sleep: the placeholder's pid is the one Popen has.
         self._placeholder = subprocess.Popen(
             ["nsenter", f"--net={NETNS_DIR / namespace}", "unshare", "--mount", "--propagation", "private",
-             "sh", "-c", "mount -t tmpfs -o size=64m tmpfs /dev/shm && mount -t tmpfs -o size=16m tmpfs /tmp "
-             "&& exec sleep infinity"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             "sh", "-c", 'mount -t tmpfs -o size=64m tmpfs /dev/shm && mount -t tmpfs -o size=16m tmpfs "$1" '
+             '&& exec sleep infinity', "host", str(socket_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + startup_timeout_s
         while self._comm() != "sleep":
             if self._placeholder.poll() is not None or time.monotonic() > deadline:
                 error = self._placeholder.stderr.read().decode(errors="replace") if self._placeholder.stderr else ""
                 self.kill()
-                raise NamespacesUnavailable(f"host {name}: private /dev/shm and /tmp not set up: {error.strip()}")
+                raise NamespacesUnavailable(f"host {name}: private /dev/shm and socket directory not set up: {error.strip()}")
             time.sleep(0.01)
         self.mount_namespace = os.readlink(f"/proc/{self._placeholder.pid}/ns/mnt")
 
@@ -153,11 +162,12 @@ class Host:
             return ""
 
     def start(self, label: str, command: list[str], env: Optional[dict[str, str]] = None) -> subprocess.Popen:
-        """Start ``command`` on this host; its output goes to ``<log_dir>/<host>-<label>.log``."""
+        """Start ``command`` on this host, with the host's socket directory; its output goes to ``<log_dir>/<host>-<label>.log``."""
         log_path = self.log_dir / f"{self.name}-{label}.log"
         with log_path.open("ab") as log:
             process = subprocess.Popen(["nsenter", f"--target={self._placeholder.pid}", "--mount", "--net", "--", *command],
-                                       stdout=log, stderr=subprocess.STDOUT, env=env)
+                                       stdout=log, stderr=subprocess.STDOUT,
+                                       env={**(os.environ if env is None else env), SOCKET_DIR_ENV: str(self.socket_dir)})
         self.processes.append(process)
         return process
 

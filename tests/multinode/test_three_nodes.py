@@ -29,6 +29,13 @@ def test_each_node_has_its_own_shared_memory(scenario):
     assert {host: rings for host, rings in scenario.rings.items() if host != "root"} == scenario.assigned
 
 
+def test_each_node_has_its_own_socket_directory(scenario):
+    assert scenario.sockets["root"] == set(), "a model socket is in the machine's socket directory"
+    for host, names in scenario.sockets.items():
+        if host != "root":
+            assert any(name.endswith(".sock") for name in names), (host, scenario.sockets)
+
+
 def test_a_moved_camera_is_served_by_its_new_node_within_seconds(scenario):
     move = scenario.move
     assert 0 < move.first_new_s < MOVE_WITHIN_S, move
