@@ -69,6 +69,18 @@ def start_daemon(socket_dir: Path) -> Iterator[Callable[..., Daemon]]:
         assert not daemon.socket.exists(), f"{daemon.socket} left behind"
 
 
+@pytest.fixture(scope="module")
+def module_daemon() -> Iterator[Daemon]:
+    """One example-model daemon for a whole module, for tests that only send requests."""
+    directory = Path(tempfile.mkdtemp(prefix="ruth-", dir="/tmp"))
+    daemon = launch_daemon(EXAMPLE_MODEL_DIR, directory)
+    yield daemon
+    try:
+        assert daemon.stop() == 0, daemon.log
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 @pytest.fixture
 def example_daemon(start_daemon: Callable[..., Daemon]) -> Daemon:
     return start_daemon()

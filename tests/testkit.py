@@ -16,7 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, Optional
+from typing import TYPE_CHECKING, Callable, NoReturn, Optional
 
 import pytest
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ruth_ai_core.storage.local_cluster import LocalCluster
 
 __all__ = ["EXAMPLE_MODEL_DIR", "PG_REQUIRE_ENV", "STARTUP_TIMEOUT_S", "Daemon", "launch_daemon",
-           "new_local_cluster", "skip_unless_required", "unique_id"]
+           "new_local_cluster", "skip_unless_required", "unique_id", "wait_for"]
 
 STARTUP_TIMEOUT_S = 30.0
 
@@ -111,3 +111,16 @@ def skip_unless_required(reason: str, require_env: str) -> NoReturn:
     if os.environ.get(require_env, "") not in ("", "0"):
         pytest.fail(f"{reason} ({require_env} is set)", pytrace=False)
     pytest.skip(reason)
+
+
+def wait_for(condition: Callable[[], object], timeout_s: float = 10.0, interval_s: float = 0.05,
+             message: str = "condition") -> object:
+    """Poll ``condition`` until it returns something true (and return that), or fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {message}")
+        time.sleep(interval_s)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 from ruth_model_tools.frame_writer import publish
 
@@ -48,18 +47,6 @@ class Publisher:
         self.stop_event.set()
         self._thread.join(10)
         return self.written
-
-
-def wait_for(condition: Callable[[], object], timeout_s: float = 10.0, interval_s: float = 0.05,
-             message: str = "condition") -> object:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {message}")
-        time.sleep(interval_s)
 
 
 def read_events(path: Path, camera: Optional[str] = None, model: Optional[str] = None) -> list[dict]:

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-from .helpers import wait_for
+from testkit import wait_for
 
 DEMO = Path(__file__).resolve().parents[2] / "scripts" / "demo.py"
 FAST = ["--source", "synthetic", "--cameras", "2", "--model", "example", "--model", "example_b", "--no-install"]

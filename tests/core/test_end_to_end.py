@@ -3,10 +3,12 @@
 import signal
 import time
 
+from testkit import wait_for
+
 from ruth_ai_core.assignments import Assignment
 from ruth_ai_core.subscription import DropReason
 
-from .helpers import SLOW_HANDLER, read_events, wait_for
+from .helpers import SLOW_HANDLER, read_events
 
 
 def achieved_fps(events):

@@ -4,12 +4,11 @@ import urllib.request
 
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
+from testkit import wait_for
 
 from ruth_ai_core.assignments import Assignment
 from ruth_ai_core.cli import main
 from ruth_ai_core.status import parse, render
-
-from .helpers import wait_for
 
 
 def samples(url):

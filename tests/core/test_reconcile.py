@@ -3,11 +3,10 @@
 import time
 
 import yaml
+from testkit import wait_for
 
 from ruth_ai_core.reconcile import Reconciler
 from ruth_ai_core.registry import ModelRegistry
-
-from .helpers import wait_for
 
 
 def write_assignments(path, pairs):

@@ -4,14 +4,13 @@ every change, fails closed, and keeps what runs while the database is away."""
 import time
 
 import pytest
+from testkit import wait_for
 
 from ruth_ai_core.assignments import Assignment
 from ruth_ai_core.reconcile import Reconciler
 from ruth_ai_core.registry import ModelRegistry
 from ruth_ai_core.storage.assignment_store import AssignmentStore, NodeAssignments
 from ruth_ai_core.storage.database import Database
-
-from .helpers import wait_for
 
 
 def keys(core):

@@ -9,8 +9,9 @@ import urllib.request
 
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+from testkit import wait_for
 
-from .helpers import read_events, wait_for
+from .helpers import read_events
 
 
 def free_port():

@@ -10,12 +10,12 @@ import urllib.request
 import sqlalchemy as sa
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
+from testkit import wait_for
 
 from ruth_ai_core.cli import main
 from ruth_ai_core.storage import schema as t
 from ruth_ai_core.storage.database import Database
 
-from .helpers import wait_for
 from .test_run_cli import free_port, target_pairs
 
 

@@ -7,12 +7,10 @@ import subprocess
 import sys
 
 import yaml
-from testkit import EXAMPLE_MODEL_DIR, unique_id
+from testkit import EXAMPLE_MODEL_DIR, unique_id, wait_for
 
 from ai_model_container.contract.client import ClientError, ModelClient
 from ai_model_container.contract.paths import socket_path
-
-from .helpers import wait_for
 
 
 def copy_example(root, model_id):

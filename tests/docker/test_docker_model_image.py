@@ -32,12 +32,12 @@ import cv2
 import docker
 import numpy as np
 import pytest
-from core.helpers import wait_for  # tests/core: the demo's test helpers
 from core.test_demo import DEMO, assert_nothing_left, run_dir_and_tag
 from docker.errors import BuildError
 from docker.models.containers import Container
 from docker_engine import unavailable
 from docker_images import REPO, RUN_ID, Builds, build_failure, build_sh
+from testkit import wait_for
 
 import ai_model_container
 from ai_model_container.contract.client import ClientError, ModelClient, ModelUnavailable, inference_request

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import socket
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 import numpy as np
 import pytest
-from testkit import EXAMPLE_MODEL_DIR, Daemon, launch_daemon, unique_id
+from testkit import Daemon, unique_id
 
 from ai_model_container.contract.shm_layout import SegmentHeader
 from ruth_ai_core.registry import ModelRegistry
@@ -99,18 +97,6 @@ def feeder() -> Iterator[Callable[..., RingFeeder]]:
     yield make
     for feeder in feeders:
         feeder.stop()
-
-
-@pytest.fixture(scope="module")
-def module_daemon() -> Iterator[Daemon]:
-    """One example-model daemon for a whole module, for tests that only send requests."""
-    directory = Path(tempfile.mkdtemp(prefix="ruth-", dir="/tmp"))
-    daemon = launch_daemon(EXAMPLE_MODEL_DIR, directory)
-    yield daemon
-    try:
-        assert daemon.stop() == 0, daemon.log
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

@@ -17,8 +17,9 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
+import testkit
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -32,16 +33,9 @@ def ring_path(camera_id: str) -> str:
     return SHM_DIR + segment_name(camera_id)
 
 
-def wait_for(condition: Callable[[], object], timeout_s: float = 15.0, interval_s: float = 0.05,
-             message: str = "condition") -> object:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {message}")
-        time.sleep(interval_s)
+def wait_for(condition: Callable[[], object], timeout_s: float = 15.0, **kwargs: Any) -> object:
+    """testkit.wait_for with the longer default these tests need (a Core restart, a daemon drain)."""
+    return testkit.wait_for(condition, timeout_s, **kwargs)
 
 
 def free_port() -> int:

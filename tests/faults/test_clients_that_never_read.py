@@ -13,10 +13,9 @@ import subprocess
 import sys
 import time
 
-from core.helpers import wait_for
 from core.test_serve_all import child_pid, copy_example, health
 from runtime.helpers import RawConnection
-from testkit import EXAMPLE_MODEL_DIR, unique_id
+from testkit import EXAMPLE_MODEL_DIR, unique_id, wait_for
 
 from ai_model_container.contract.paths import socket_path
 from ai_model_container.contract.wire import frame

@@ -14,9 +14,8 @@ import threading
 import time
 
 import yaml
-from core.helpers import wait_for
 from core.test_serve_all import child_pid, copy_example, health
-from testkit import unique_id
+from testkit import unique_id, wait_for
 
 from ai_model_container.contract.client import ClientError, ModelClient
 from ai_model_container.contract.paths import socket_path

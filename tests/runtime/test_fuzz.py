@@ -4,14 +4,10 @@ and it still serves valid requests afterwards."""
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from testkit import EXAMPLE_MODEL_DIR, launch_daemon
 
 from ai_model_container.contract.client import inference_request
 from ai_model_container.contract.schema import InferenceResponse
@@ -32,17 +28,6 @@ request_keys = st.sampled_from([
     "op", "protocol_version", "frame_reference", "frame_metadata", "camera_id", "model_id", "timestamp", "config",
 ])
 json_objects = st.dictionaries(request_keys | st.text(max_size=8), json_values, max_size=6)
-
-
-@pytest.fixture(scope="module")
-def fuzz_daemon():
-    directory = Path(tempfile.mkdtemp(prefix="ruth-", dir="/tmp"))
-    daemon = launch_daemon(EXAMPLE_MODEL_DIR, directory)
-    yield daemon
-    try:
-        assert daemon.stop() == 0, daemon.log
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture
@@ -81,45 +66,45 @@ def assert_still_serves(daemon, camera_id, frame_id) -> None:
     assert daemon.process.poll() is None
 
 
-def test_random_bytes(fuzz_daemon, ring):
+def test_random_bytes(module_daemon, ring):
     @settings(FUZZ_SETTINGS, max_examples=150)
     @given(st.binary(max_size=2048))
     def check(data: bytes) -> None:
-        for reply in exchange(fuzz_daemon, data):
+        for reply in exchange(module_daemon, data):
             assert_refused(reply)
 
     check()
-    assert_still_serves(fuzz_daemon, *ring)
+    assert_still_serves(module_daemon, *ring)
 
 
-def test_random_bodies_behind_valid_length_prefixes(fuzz_daemon, ring):
+def test_random_bodies_behind_valid_length_prefixes(module_daemon, ring):
     @settings(FUZZ_SETTINGS, max_examples=150)
     @given(st.lists(st.binary(max_size=512), min_size=1, max_size=4), st.binary(max_size=8))
     def check(bodies: list[bytes], tail: bytes) -> None:
-        replies = exchange(fuzz_daemon, b"".join(frame(body) for body in bodies) + tail)
+        replies = exchange(module_daemon, b"".join(frame(body) for body in bodies) + tail)
         assert len(replies) >= len(bodies), "every whole message gets an answer"
         for reply in replies:
             assert_refused(reply)
 
     check()
-    assert_still_serves(fuzz_daemon, *ring)
+    assert_still_serves(module_daemon, *ring)
 
 
-def test_random_json_objects(fuzz_daemon, ring):
+def test_random_json_objects(module_daemon, ring):
     @settings(FUZZ_SETTINGS, max_examples=200)
     @given(json_objects)
     def check(body: dict) -> None:
-        replies = exchange(fuzz_daemon, frame(json.dumps(body).encode()))
+        replies = exchange(module_daemon, frame(json.dumps(body).encode()))
         assert len(replies) == 1
         assert_refused(replies[0])
 
     check()
-    assert_still_serves(fuzz_daemon, *ring)
+    assert_still_serves(module_daemon, *ring)
 
 
-def test_mutated_valid_requests(fuzz_daemon, ring):
+def test_mutated_valid_requests(module_daemon, ring):
     camera_id, frame_id = ring
-    valid = request_dict(fuzz_daemon.model_id, camera_id, frame_id, WIDTH, HEIGHT)
+    valid = request_dict(module_daemon.model_id, camera_id, frame_id, WIDTH, HEIGHT)
 
     @settings(FUZZ_SETTINGS, max_examples=200)
     @given(st.dictionaries(request_keys, json_values, max_size=3),
@@ -132,22 +117,22 @@ def test_mutated_valid_requests(fuzz_daemon, ring):
             body["frame_metadata"] = {**valid["frame_metadata"], **metadata}
         for key in removed:
             body.pop(key, None)
-        replies = exchange(fuzz_daemon, frame(json.dumps(body).encode()))
+        replies = exchange(module_daemon, frame(json.dumps(body).encode()))
         assert len(replies) == 1
         reply = replies[0]
         if isinstance(reply, InferenceResponse) and reply.error_code is None:
             assert (reply.camera_id, reply.frame_id) == (camera_id, frame_id)
 
     check()
-    assert_still_serves(fuzz_daemon, camera_id, frame_id)
+    assert_still_serves(module_daemon, camera_id, frame_id)
 
 
-def test_length_prefix_over_the_limit_with_random_payload(fuzz_daemon, ring):
+def test_length_prefix_over_the_limit_with_random_payload(module_daemon, ring):
     @settings(FUZZ_SETTINGS, max_examples=30)
     @given(st.integers((1 << 20) + 1, 2 ** 32 - 1), st.binary(max_size=256))
     def check(length: int, payload: bytes) -> None:
-        replies = exchange(fuzz_daemon, LENGTH_PREFIX.pack(length) + payload)
+        replies = exchange(module_daemon, LENGTH_PREFIX.pack(length) + payload)
         assert [reply.error_code.value for reply in replies] == ["MESSAGE_TOO_LARGE"]
 
     check()
-    assert_still_serves(fuzz_daemon, *ring)
+    assert_still_serves(module_daemon, *ring)
