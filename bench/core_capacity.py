@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
+from .core_metrics import scrape_core
 from .options import Options
 from .procs import REPO_ROOT, cpu_seconds, rss_bytes
 from .table import Row, SectionResult, Target
@@ -156,17 +156,17 @@ def measure(stack: Stack, cameras: int, phase: str, seconds: float, on_progress:
                                   *stack.extra_core_args], stack, workdir / "core.log")
         _wait_for_results(url, core, cameras)
         time.sleep(WARM_UP_S)
-        first, core_cpu, daemon_cpu, started = _scrape(url), cpu_seconds(core.pid), cpu_seconds(daemon.pid), time.monotonic()
+        first, core_cpu, daemon_cpu, started = scrape_core(url), cpu_seconds(core.pid), cpu_seconds(daemon.pid), time.monotonic()
         db_cpu = database_cpu() if database_cpu else 0.0
         if on_progress is None:
             time.sleep(seconds)
         else:
             every, report = on_progress
             while (elapsed := time.monotonic() - started) < seconds:
-                now = _scrape(url)
+                now = scrape_core(url)
                 report(elapsed, core.pid, (now.answered - first.answered) / max(elapsed, 1e-9) / (cameras * CAMERA_FPS))
                 time.sleep(min(every, max(0.0, seconds - elapsed)))
-        last, ended = _scrape(url), time.monotonic()
+        last, ended = scrape_core(url), time.monotonic()
         core_cpu, daemon_cpu = cpu_seconds(core.pid) - core_cpu, cpu_seconds(daemon.pid) - daemon_cpu
         db_cpu = database_cpu() - db_cpu if database_cpu else 0.0
         rss = rss_bytes(core.pid)
@@ -189,43 +189,6 @@ def measure(stack: Stack, cameras: int, phase: str, seconds: float, on_progress:
         stored_per_s=(last.stored - first.stored) / window,
         database_cpu_us_per_event=db_cpu / (last.stored - first.stored) * 1e6 if last.stored > first.stored else 0.0,
     )
-
-
-@dataclass
-class _Sample:
-    selected: float = 0.0
-    answered: float = 0.0
-    drops: dict[str, float] = field(default_factory=dict)
-    outstanding: float = 0.0
-    stored: float = 0.0
-
-    @property
-    def accounted(self) -> bool:
-        """selected = answered + dropped + (queued + in flight), allowing the frames a scrape straddles."""
-        gap = self.selected - self.answered - sum(self.drops.values()) - self.outstanding
-        return abs(gap) <= max(2.0, 0.001 * self.selected)
-
-
-def _scrape(url: str) -> _Sample:
-    import urllib.request
-
-    with urllib.request.urlopen(url, timeout=10) as response:
-        text = response.read().decode()
-    sample = _Sample()
-    for family in text_string_to_metric_families(text):
-        for metric in family.samples:
-            if metric.name == "ruth_ai_frames_selected_total":
-                sample.selected += metric.value
-            elif metric.name == "ruth_ai_events_total":
-                sample.answered += metric.value
-            elif metric.name == "ruth_ai_frames_skipped_total":
-                reason = metric.labels["reason"]
-                sample.drops[reason] = sample.drops.get(reason, 0.0) + metric.value
-            elif metric.name in ("ruth_ai_requests_in_flight", "ruth_ai_frames_queued"):
-                sample.outstanding += metric.value
-            elif metric.name == "ruth_ai_event_sink_written_total" and metric.labels.get("sink") == "database":
-                sample.stored += metric.value
-    return sample
 
 
 def _start(processes: list[subprocess.Popen], command: list[str], stack: Stack, log: Path) -> subprocess.Popen:
@@ -257,7 +220,7 @@ def _wait_for_results(url: str, core: subprocess.Popen, cameras: int) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while True:
         try:
-            if _scrape(url).answered >= cameras:
+            if scrape_core(url).answered >= cameras:
                 return
         except OSError:
             pass

@@ -8,7 +8,7 @@ both models. Every ``--sample-s`` seconds it prints Core's counts from its metri
 memory and open descriptors of Core, serve-all and each model process. At the end Core is stopped,
 its exact final counts are read from its log, and each process gets a verdict on growth after the
 warm-up: flat, levels off (grew, then stopped), or GROWS (still growing in the second half); sockets are
-judged against what the process may hold (Core opens its pooled connections lazily).
+judged against what the process may hold (Core opens its model connections lazily).
 
 ``--tracemalloc`` runs Core under tracemalloc (slower), dumps a snapshot every sample, and at the end
 prints the allocation sites that grew most between the first sample after the warm-up and the last,
@@ -29,20 +29,19 @@ import sys
 import tempfile
 import time
 import tracemalloc
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from ai_model_container.contract.client import ClientError, ModelClient
 from ai_model_container.contract.paths import socket_path
 from ruth_ai_core.registry import ModelRegistry
 from ruth_model_tools.example_container import EXAMPLE_MODEL_DIR
 
+from .core_metrics import CoreCounts, scrape_core
 from .proc_stats import children, command_line, fd_count, rss_by_kind, rss_kib, socket_count
 from .procs import NOOP_MODEL_DIR, REPO_ROOT
 
@@ -53,8 +52,8 @@ RSS_TOLERANCE_MIB = 2.0
 """Growth after the warm-up under which memory counts as flat (allocator and cache noise); half of it in
 the second half of the run counts as still growing."""
 FD_TOLERANCE = 1
-POOL_SIZE = 4
-"""Core's connections per model (--pool-size), opened lazily: sockets may grow up to this bound."""
+CONNECTIONS = 4
+"""Core's connections per model (--connections), opened lazily: sockets may grow up to this bound."""
 
 TRACEMALLOC_WRAPPER = """
 import gc, sys, threading, time, tracemalloc
@@ -72,20 +71,6 @@ from ruth_ai_core.cli import main
 sys.argv = ["ruth-ai", *sys.argv[4:]]
 main()
 """
-
-
-@dataclass
-class Counts:
-    selected: float = 0
-    results: float = 0
-    errors: float = 0
-    drops: float = 0
-    in_flight: float = 0
-
-    @property
-    def balance(self) -> float:
-        """selected - (results + errors + drops + in flight): 0 when nothing was lost."""
-        return self.selected - (self.results + self.errors + self.drops + self.in_flight)
 
 
 @dataclass
@@ -140,26 +125,11 @@ class Watched:
                 f"sockets {within} ({sockets[0]} -> {sockets[-1]}, at most {max(sockets)})")
 
 
-def scrape(url: str) -> Optional[Counts]:
+def scrape(url: str) -> Optional[CoreCounts]:
     try:
-        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        return scrape_core(url, timeout_s=5)
     except OSError:
         return None
-    counts = Counts()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "ruth_ai_frames_selected_total":
-                counts.selected += sample.value
-            elif sample.name == "ruth_ai_events_total":
-                if sample.labels.get("kind") == "result":
-                    counts.results += sample.value
-                else:
-                    counts.errors += sample.value
-            elif sample.name == "ruth_ai_frames_skipped_total":
-                counts.drops += sample.value
-            elif sample.name == "ruth_ai_requests_in_flight":
-                counts.in_flight += sample.value
-    return counts
 
 
 def free_port() -> int:
@@ -228,7 +198,7 @@ class Soak:
         ]}))
         core_args = ["run", "--assignments", str(assignments), "--registry", str(registry_path),
                      "--events", str(self.directory / "events.jsonl"), "--socket-dir", str(self.socket_dir),
-                     "--metrics-port", str(self.port), "--pool-size", str(POOL_SIZE)]
+                     "--metrics-port", str(self.port), "--connections", str(CONNECTIONS)]
         if self.tracemalloc_frames:
             self.snapshots.mkdir()
             command = [sys.executable, "-c", TRACEMALLOC_WRAPPER, str(self.snapshots), str(self.sample_s),
@@ -236,13 +206,13 @@ class Soak:
         else:
             command = [sys.executable, "-m", "ruth_ai_core.cli", *core_args]
         core = self._spawn("core", command)
-        # Core: a probe and up to POOL_SIZE connections per model, and the metrics listener and its client.
+        # Core: a probe and up to CONNECTIONS connections per model, and the metrics listener and its client.
         # A daemon: its listener and Core's connections to it. serve-all: a stand-in's listener at most.
-        self.watched = [Watched("core", core.pid, len(models) * (POOL_SIZE + 1) + 2),
+        self.watched = [Watched("core", core.pid, len(models) * (CONNECTIONS + 1) + 2),
                         Watched("serve-all", serve_all.pid, len(models))]
         for pid in children(serve_all.pid):
             name = Path(command_line(pid).split(" serve ", 1)[-1].split()[0]).name
-            self.watched.append(Watched(f"daemon {name}", pid, POOL_SIZE + 2))
+            self.watched.append(Watched(f"daemon {name}", pid, CONNECTIONS + 2))
 
     def _wait_healthy(self, model_id: str, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -277,13 +247,13 @@ class Soak:
             elapsed = time.monotonic() - started
             if elapsed >= next_sample:
                 self._check_alive()
-                counts = scrape(url) or Counts()
+                counts = scrape(url) or CoreCounts()
                 cells = []
                 for watched in self.watched:
                     value = watched.sample(elapsed)
                     cells.append(f"{value[0] / 1024:.1f}/{value[1]}" if value else "gone")
                 print(f"{elapsed:6.0f} {counts.selected:9.0f} {counts.results:8.0f} {counts.errors:7.0f} "
-                      f"{counts.drops:6.0f} {counts.in_flight:5.0f} {counts.balance:5.0f}  "
+                      f"{counts.dropped:6.0f} {counts.outstanding:5.0f} {counts.balance:5.0f}  "
                       + "  ".join(f"{cell:>22}" for cell in cells), flush=True)
                 next_sample += self.sample_s
             if elapsed >= self.seconds:
