@@ -11,6 +11,7 @@ from testkit import EXAMPLE_MODEL_DIR, unique_id, wait_for
 
 from ai_model_container.contract.client import ClientError, ModelClient
 from ai_model_container.contract.paths import socket_path
+from bench.proc_stats import children, command_line
 
 
 def copy_example(root, model_id):
@@ -30,18 +31,10 @@ def health(path):
 
 
 def child_pid(supervisor_pid, model_id):
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{pid}/cmdline") as cmdline:
-                command = cmdline.read()
-        except OSError:
-            continue
-        if ppid == supervisor_pid and f"/{model_id}\0" in command:
-            return int(pid)
+    """The serve-all child serving ``model_id`` (its command line names the model directory)."""
+    for pid in children(supervisor_pid):
+        if f"/{model_id} " in command_line(pid) + " ":
+            return pid
     return None
 
 
